@@ -1,0 +1,215 @@
+//! Command-line flags, each also read from an `EXECUTOR_*` environment
+//! variable. Every default lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::limits::{LimitPolicy, Limits};
+
+/// runbox executor: runs untrusted Python snippets in fresh wasmtime sandboxes.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "executor", version, about)]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on.
+    #[arg(long, env = "EXECUTOR_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Compile the guest into the cache directory and exit (for images and CI).
+    Precompile,
+}
+
+/// Everything that configures the execution runtime; shared with the gateway,
+/// which embeds an executor when it has no remote ones.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// The Python guest component built by `cargo xtask guest`.
+    #[arg(
+        long,
+        env = "EXECUTOR_GUEST_WASM",
+        default_value = ".runbox/guest/python.wasm"
+    )]
+    pub guest_wasm: PathBuf,
+
+    /// Directory for the ahead-of-time compiled guest. Default:
+    /// `$XDG_CACHE_HOME/runbox/aot` or `~/.cache/runbox/aot`.
+    #[arg(long, env = "EXECUTOR_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the guest on every start instead of caching it.
+    #[arg(long, env = "EXECUTOR_NO_CACHE")]
+    pub no_cache: bool,
+
+    /// The name reported as `executor` in responses (the pod name in Kubernetes).
+    /// Default: the host name.
+    #[arg(long, env = "EXECUTOR_NAME")]
+    pub name: Option<String>,
+
+    /// Executions run at once. Default: the number of CPUs.
+    #[arg(long, env = "EXECUTOR_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+
+    /// Requests that may wait for a free slot; past this, 429 at once.
+    /// Default: 4 × concurrency.
+    #[arg(long, env = "EXECUTOR_QUEUE_DEPTH")]
+    pub queue_depth: Option<usize>,
+
+    /// Longest a request waits in the queue before 503 `overloaded`.
+    #[arg(long, env = "EXECUTOR_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub queue_timeout_ms: u64,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "EXECUTOR_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Largest `code`, in bytes.
+    #[arg(long, env = "EXECUTOR_MAX_CODE_BYTES", default_value_t = 256 << 10)]
+    pub max_code_bytes: usize,
+
+    /// Largest `stdin`, in bytes.
+    #[arg(long, env = "EXECUTOR_MAX_STDIN_BYTES", default_value_t = 1 << 20)]
+    pub max_stdin_bytes: usize,
+
+    /// Wall-clock limit when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub default_timeout_ms: u64,
+    /// Largest wall-clock limit a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_TIMEOUT_MS", default_value_t = 30_000)]
+    pub max_timeout_ms: u64,
+
+    /// Fuel (CPU budget) when the request names none; about 5e9 units burn
+    /// per CPU-second of guest code on a current x86-64 core.
+    #[arg(long, env = "EXECUTOR_DEFAULT_FUEL", default_value_t = 10_000_000_000)]
+    pub default_fuel: u64,
+    /// Largest fuel a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_FUEL", default_value_t = 100_000_000_000)]
+    pub max_fuel: u64,
+
+    /// Guest memory cap when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_MEMORY_BYTES", default_value_t = 128 << 20)]
+    pub default_memory_bytes: u64,
+    /// Largest guest memory a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_MEMORY_BYTES", default_value_t = 512 << 20)]
+    pub max_memory_bytes: u64,
+
+    /// Cap on each of stdout and stderr when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_OUTPUT_BYTES", default_value_t = 64 << 10)]
+    pub default_output_bytes: u64,
+    /// Largest output cap a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_OUTPUT_BYTES", default_value_t = 1 << 20)]
+    pub max_output_bytes: u64,
+
+    /// Resolution of the wall-clock deadline.
+    #[arg(long, env = "EXECUTOR_EPOCH_TICK_MS", default_value_t = 5)]
+    pub epoch_tick_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "EXECUTOR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl RuntimeArgs {
+    pub fn limit_policy(&self) -> LimitPolicy {
+        LimitPolicy {
+            default: Limits {
+                timeout: Duration::from_millis(self.default_timeout_ms),
+                fuel: self.default_fuel,
+                memory_bytes: self.default_memory_bytes,
+                output_bytes: self.default_output_bytes,
+            },
+            max: Limits {
+                timeout: Duration::from_millis(self.max_timeout_ms),
+                fuel: self.max_fuel,
+                memory_bytes: self.max_memory_bytes,
+                output_bytes: self.max_output_bytes,
+            },
+        }
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.queue_depth.unwrap_or(4 * self.concurrency())
+    }
+
+    pub fn executor_name(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "executor".to_owned())
+    }
+
+    /// The AOT cache directory in force, if any.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(base.join("runbox").join("aot"))
+        })
+    }
+
+    /// How long a drain may take: the longest run plus the longest queue wait.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.max_timeout_ms + self.queue_timeout_ms) + Duration::from_secs(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_are_consistent() {
+        let c = Config::try_parse_from(["executor"]).unwrap();
+        let p = c.runtime.limit_policy();
+        assert!(p.default.timeout <= p.max.timeout);
+        assert!(p.default.fuel <= p.max.fuel);
+        assert!(p.default.memory_bytes <= p.max.memory_bytes);
+        assert!(p.default.output_bytes <= p.max.output_bytes);
+        assert!(c.runtime.concurrency() >= 1);
+        assert_eq!(c.runtime.queue_depth(), 4 * c.runtime.concurrency());
+    }
+
+    #[test]
+    fn no_cache_wins_over_a_cache_dir() {
+        let c = Config::try_parse_from(["executor", "--cache-dir", "/x", "--no-cache"]).unwrap();
+        assert_eq!(c.runtime.cache_dir(), None);
+    }
+}

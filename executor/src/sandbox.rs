@@ -1,0 +1,383 @@
+//! Runs one snippet in a fresh wasmtime instance of the Python guest and
+//! classifies how it ended. Knows nothing of HTTP.
+//!
+//! The [`Engine`] and the [`SandboxPre`] (a component with its imports already
+//! resolved) are built once; every [`Sandbox::execute`] gets its own [`Store`],
+//! so nothing a snippet does survives it.
+
+mod cache;
+mod epoch;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+use crate::limits::{CappedOutput, Limits, MemoryLimiter};
+
+pub use cache::{CacheOutcome, precompile};
+
+/// Host bindings for the guest's WIT world (`guest/wit/sandbox.wit`).
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "guest/wit",
+        world: "sandbox",
+        exports: { default: async },
+    });
+}
+
+use bindings::SandboxPre;
+
+/// Largest wasm stack a guest may use; CPython recursion ends in a
+/// `StackOverflow` trap beyond it rather than crashing the host.
+const MAX_WASM_STACK: usize = 8 << 20;
+/// How often a running guest yields to the tokio scheduler, in fuel units, so
+/// one CPU-bound snippet cannot starve the server's other tasks.
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+/// Extra time granted after the deadline for a guest blocked in the host to be
+/// dropped; the epoch interrupt normally ends a running guest first.
+const DEADLINE_GRACE: Duration = Duration::from_millis(50);
+
+/// Failures of the host, never of the guest: an unusable artifact, or a
+/// wasmtime error that is not a guest trap.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot read guest component {path}: {source}")]
+    ReadGuest { path: PathBuf, source: std::io::Error },
+    #[error("cannot load guest component: {0}")]
+    Load(String),
+    #[error("cannot start guest instance: {0}")]
+    Instantiate(String),
+}
+
+fn load_err(e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Load(format!("{e:#}"))
+}
+
+/// What the snippet's run came to. Every variant is a normal outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+    Timeout,
+    FuelExhausted,
+    MemoryExceeded,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Ok,
+        Status::Error,
+        Status::Timeout,
+        Status::FuelExhausted,
+        Status::MemoryExceeded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Timeout => "timeout",
+            Status::FuelExhausted => "fuel_exhausted",
+            Status::MemoryExceeded => "memory_exceeded",
+        }
+    }
+}
+
+/// One snippet to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub code: String,
+    pub stdin: Vec<u8>,
+    pub args: Vec<String>,
+    pub limits: Limits,
+}
+
+/// How a run ended, with everything it wrote.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    /// The guest's exit code; `None` when the run was stopped (limit or trap).
+    pub exit_code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration: Duration,
+    /// Exact fuel burnt; `None` after a timeout, where wasmtime cannot tell.
+    pub fuel_used: Option<u64>,
+}
+
+/// Engine settings that matter to the compiled artifact.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where compiled artifacts are cached (`None`: compile on every start).
+    pub cache_dir: Option<PathBuf>,
+    /// Wall-clock resolution of the deadline.
+    pub epoch_tick: Duration,
+}
+
+/// Per-store state: the WASI context and the limiter.
+struct Guest {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for Guest {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The loaded Python runtime: shared by all requests, cheap to call.
+pub struct Sandbox {
+    engine: Engine,
+    pre: SandboxPre<Guest>,
+    epoch: epoch::Ticker,
+    python_version: String,
+    missing_modules: Vec<String>,
+    cache: CacheOutcome,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("python_version", &self.python_version)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine configuration every artifact is compiled for.
+pub fn engine() -> Result<Engine, SandboxError> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(MAX_WASM_STACK + (1 << 20))
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Engine::new(&config).map_err(load_err)
+}
+
+impl Sandbox {
+    /// Loads the guest component at `guest`, from the AOT cache when possible,
+    /// and runs a warm-up snippet so a returned sandbox is known to work.
+    pub async fn load(guest: &Path, opts: &EngineOptions) -> Result<Sandbox, SandboxError> {
+        let engine = engine()?;
+        // Reading and compiling are blocking work: keep them off the runtime.
+        let (component, cache) = {
+            let (engine, guest, dir) = (engine.clone(), guest.to_owned(), opts.cache_dir.clone());
+            tokio::task::spawn_blocking(move || cache::load_component(&engine, &guest, dir.as_deref()))
+                .await
+                .map_err(load_err)??
+        };
+        let mut linker = Linker::<Guest>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(load_err)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(load_err)?;
+        let pre = SandboxPre::new(instance_pre).map_err(load_err)?;
+        let epoch = epoch::Ticker::start(engine.clone(), opts.epoch_tick);
+        let mut sandbox = Sandbox {
+            engine,
+            pre,
+            epoch,
+            python_version: String::new(),
+            missing_modules: Vec::new(),
+            cache,
+        };
+        let (version, missing) = sandbox.introspect().await?;
+        sandbox.python_version = version;
+        sandbox.missing_modules = missing;
+        Ok(sandbox)
+    }
+
+    /// `sys.version` of the guest interpreter.
+    pub fn python_version(&self) -> &str {
+        &self.python_version
+    }
+
+    /// Standard-library modules the guest could not bundle.
+    pub fn missing_modules(&self) -> &[String] {
+        &self.missing_modules
+    }
+
+    /// Whether the compiled artifact came from the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    fn new_store(&self, job: &Job, stdout: &CappedOutput, stderr: &CappedOutput) -> Store<Guest> {
+        // No env vars, no args (sys.argv is set by the guest), no preopened
+        // directories, no network: the builder's defaults grant none of them.
+        let wasi = WasiCtx::builder()
+            .stdin(MemoryInputPipe::new(job.stdin.clone()))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            Guest {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: MemoryLimiter::new(job.limits.memory_bytes),
+            },
+        );
+        store.limiter(|g| &mut g.limiter);
+        store
+    }
+
+    /// Runs `job` in a fresh instance. Guest failures of every kind are an
+    /// [`Outcome`]; only host faults are errors.
+    pub async fn execute(&self, job: &Job) -> Result<Outcome, SandboxError> {
+        let started = Instant::now();
+        let stdout = CappedOutput::new(job.limits.output_bytes);
+        let stderr = CappedOutput::new(job.limits.output_bytes);
+        let mut store = self.new_store(job, &stdout, &stderr);
+        let fuel = job.limits.fuel;
+        store
+            .set_fuel(fuel)
+            .map_err(|e| SandboxError::Instantiate(format!("{e:#}")))?;
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .map_err(|e| SandboxError::Instantiate(format!("{e:#}")))?;
+        store.set_epoch_deadline(self.epoch.ticks_for(job.limits.timeout));
+        store.epoch_deadline_trap();
+
+        let run = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance.call_run_snippet(&mut store, &job.code, &job.args).await
+        };
+        let ended = tokio::time::timeout(job.limits.timeout + DEADLINE_GRACE, run).await;
+        let duration = started.elapsed();
+
+        let (status, exit_code, note) = match ended {
+            Err(_elapsed) => (Status::Timeout, None, Some(timeout_note(&job.limits))),
+            Ok(Ok(code)) => classify_exit(code, store.data().limiter.denied(), &job.limits),
+            Ok(Err(err)) => classify_error(&err, store.data().limiter.denied(), &job.limits)?,
+        };
+        let fuel_used = match status {
+            Status::Timeout => None,
+            Status::FuelExhausted => Some(fuel),
+            _ => store.get_fuel().ok().map(|left| fuel.saturating_sub(left)),
+        };
+        drop(store);
+        let (stdout_bytes, stdout_truncated) = stdout.take();
+        let (mut stderr_bytes, stderr_truncated) = stderr.take();
+        if let Some(note) = note {
+            if !stderr_bytes.is_empty() && !stderr_bytes.ends_with(b"\n") {
+                stderr_bytes.push(b'\n');
+            }
+            stderr_bytes.extend_from_slice(note.as_bytes());
+        }
+        Ok(Outcome {
+            status,
+            exit_code,
+            stdout: stdout_bytes,
+            stderr: stderr_bytes,
+            stdout_truncated,
+            stderr_truncated,
+            duration,
+            fuel_used,
+        })
+    }
+
+    /// Runs the guest's introspection exports in a throwaway store.
+    async fn introspect(&self) -> Result<(String, Vec<String>), SandboxError> {
+        let job = Job {
+            code: String::new(),
+            stdin: Vec::new(),
+            args: Vec::new(),
+            limits: Limits {
+                timeout: Duration::from_secs(60),
+                fuel: u64::MAX / 2,
+                memory_bytes: 1 << 30,
+                output_bytes: 1 << 16,
+            },
+        };
+        let (out, err) = (CappedOutput::new(1 << 16), CappedOutput::new(1 << 16));
+        let mut store = self.new_store(&job, &out, &err);
+        let inst = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
+        store.set_fuel(job.limits.fuel).map_err(inst)?;
+        store.set_epoch_deadline(self.epoch.ticks_for(job.limits.timeout));
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(inst)?;
+        let version = instance.call_python_version(&mut store).await.map_err(inst)?;
+        let missing = instance.call_missing_modules(&mut store).await.map_err(inst)?;
+        Ok((version, missing))
+    }
+}
+
+fn timeout_note(limits: &Limits) -> String {
+    format!(
+        "[runbox] timeout: the run exceeded its wall-clock limit of {} ms\n",
+        limits.timeout.as_millis()
+    )
+}
+
+fn memory_note(limits: &Limits) -> String {
+    format!(
+        "[runbox] memory_exceeded: the guest asked for more than its memory limit of {} bytes\n",
+        limits.memory_bytes
+    )
+}
+
+/// A guest that returned normally: its exit code decides, unless it failed
+/// after being refused memory.
+fn classify_exit(code: i32, memory_denied: bool, limits: &Limits) -> (Status, Option<i32>, Option<String>) {
+    match (code, memory_denied) {
+        (0, _) => (Status::Ok, Some(0), None),
+        (code, true) => (Status::MemoryExceeded, Some(code), Some(memory_note(limits))),
+        (code, false) => (Status::Error, Some(code), None),
+    }
+}
+
+/// A guest that trapped or called `exit`: find out which limit, if any, did it.
+fn classify_error(
+    err: &wasmtime::Error,
+    memory_denied: bool,
+    limits: &Limits,
+) -> Result<(Status, Option<i32>, Option<String>), SandboxError> {
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        // `os._exit(n)` or a WASI `exit` from inside the interpreter.
+        return Ok(classify_exit(exit.0, memory_denied, limits));
+    }
+    let Some(trap) = err.downcast_ref::<Trap>() else {
+        if memory_denied {
+            return Ok((Status::MemoryExceeded, None, Some(memory_note(limits))));
+        }
+        return Err(SandboxError::Instantiate(format!("{err:#}")));
+    };
+    Ok(match trap {
+        Trap::OutOfFuel => (
+            Status::FuelExhausted,
+            None,
+            Some(format!(
+                "[runbox] fuel_exhausted: the run used up its CPU budget of {} fuel units\n",
+                limits.fuel
+            )),
+        ),
+        Trap::Interrupt => (Status::Timeout, None, Some(timeout_note(limits))),
+        _ if memory_denied => (Status::MemoryExceeded, None, Some(memory_note(limits))),
+        Trap::StackOverflow => (
+            Status::Error,
+            None,
+            Some("[runbox] error: the guest overflowed its stack (recursion too deep)\n".to_owned()),
+        ),
+        other => (
+            Status::Error,
+            None,
+            Some(format!("[runbox] error: the interpreter crashed: {other}\n")),
+        ),
+    })
+}

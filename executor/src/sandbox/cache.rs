@@ -1,0 +1,112 @@
+//! The ahead-of-time compiled guest: compiled once per wasmtime version,
+//! engine configuration and guest build, then memory-mapped on every start.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::{SandboxError, load_err};
+
+/// Where the compiled component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    /// Loaded from a cached artifact.
+    Hit,
+    /// Compiled now and written to the cache.
+    Compiled,
+    /// Compiled now; no cache directory was configured.
+    Uncached,
+}
+
+/// The file name of the artifact for this guest under this engine.
+pub fn artifact_name(engine: &Engine, wasm: &[u8]) -> String {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let digest = Sha256::digest(wasm);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("python-{hex}-{:016x}.cwasm", h.finish())
+}
+
+/// Loads the component from `cache_dir` if an artifact for it exists, else
+/// compiles it (and stores the artifact when a cache dir is given).
+pub(super) fn load_component(
+    engine: &Engine,
+    guest: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, CacheOutcome), SandboxError> {
+    let wasm = std::fs::read(guest).map_err(|source| SandboxError::ReadGuest {
+        path: guest.to_owned(),
+        source,
+    })?;
+    let Some(dir) = cache_dir else {
+        let compiled = engine.precompile_component(&wasm).map_err(load_err)?;
+        return Ok((deserialize_bytes(engine, &compiled)?, CacheOutcome::Uncached));
+    };
+    let path = dir.join(artifact_name(engine, &wasm));
+    if path.is_file() {
+        match deserialize(engine, &path) {
+            Ok(component) => return Ok((component, CacheOutcome::Hit)),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached artifact"),
+        }
+    }
+    let compiled = engine.precompile_component(&wasm).map_err(load_err)?;
+    store(&path, &compiled);
+    Ok((deserialize_bytes(engine, &compiled)?, CacheOutcome::Compiled))
+}
+
+/// Compiles the guest into the cache ahead of time (for images and CI).
+pub fn precompile(engine: &Engine, guest: &Path, cache_dir: &Path) -> Result<PathBuf, SandboxError> {
+    let wasm = std::fs::read(guest).map_err(|source| SandboxError::ReadGuest {
+        path: guest.to_owned(),
+        source,
+    })?;
+    let path = cache_dir.join(artifact_name(engine, &wasm));
+    if !path.is_file() || deserialize(engine, &path).is_err() {
+        let compiled = engine.precompile_component(&wasm).map_err(load_err)?;
+        std::fs::create_dir_all(cache_dir).map_err(load_err)?;
+        write_atomically(&path, &compiled).map_err(load_err)?;
+    }
+    Ok(path)
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component, SandboxError> {
+    // SAFETY: wasmtime requires that the file is a trusted artifact produced by
+    // `Engine::precompile_component`. The cache directory is the operator's,
+    // written only by this function's counterpart `store`/`precompile`, and the
+    // file name binds it to this exact guest and engine configuration;
+    // wasmtime additionally checks the version and settings header.
+    unsafe { Component::deserialize_file(engine, path) }.map_err(load_err)
+}
+
+#[allow(unsafe_code)]
+fn deserialize_bytes(engine: &Engine, compiled: &[u8]) -> Result<Component, SandboxError> {
+    // SAFETY: `compiled` was produced a moment ago by this engine's
+    // `precompile_component`, in this process.
+    unsafe { Component::deserialize(engine, compiled) }.map_err(load_err)
+}
+
+fn store(path: &Path, compiled: &[u8]) {
+    let result = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| write_atomically(path, compiled));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "could not cache the compiled guest");
+    }
+}
+
+/// Writes through a temporary file in the same directory, so a concurrent
+/// reader never maps a half-written artifact.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

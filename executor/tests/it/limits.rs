@@ -1,0 +1,145 @@
+//! Every limit, obeyed and violated, through one helper.
+
+use std::time::Duration;
+
+use executor::limits::Limits;
+use executor::sandbox::{Outcome, Status};
+
+use crate::common::*;
+
+/// Runs `code` under `within` (must end `ok`) and under `beyond` (must end
+/// with `violated`, with a readable `[runbox]` line on stderr), then checks
+/// the sandbox still serves.
+async fn obeyed_and_violated(
+    code: &str,
+    within: Limits,
+    beyond: Limits,
+    violated: Status,
+) -> (Outcome, Outcome) {
+    let ok = run_limited(code, within).await;
+    assert_status(&ok, Status::Ok);
+    let bad = run_limited(code, beyond).await;
+    assert_status(&bad, violated);
+    if violated != Status::Ok {
+        let tag = format!("[runbox] {}:", violated.as_str());
+        assert!(
+            stderr(&bad).contains(&tag),
+            "stderr lacks {tag:?}: {}",
+            stderr(&bad)
+        );
+    }
+    assert_still_serves().await;
+    (ok, bad)
+}
+
+#[tokio::test]
+async fn fuel() {
+    let code = "print(sum(range(300_000)))";
+    let (ok, bad) = obeyed_and_violated(
+        code,
+        limits(),
+        Limits {
+            fuel: 20_000_000,
+            ..limits()
+        },
+        Status::FuelExhausted,
+    )
+    .await;
+    assert_eq!(stdout(&ok), "44999850000\n");
+    let used = ok.fuel_used.expect("exact fuel after a normal exit");
+    assert!(
+        used > 20_000_000,
+        "the loop should cost more than the tight budget: {used}"
+    );
+    assert_eq!(bad.fuel_used, Some(20_000_000));
+    assert_eq!(bad.exit_code, None);
+}
+
+#[tokio::test]
+async fn wall_clock_while_blocked_in_the_host() {
+    let code = "import time; time.sleep(0.3); print('woke')";
+    let (ok, bad) = obeyed_and_violated(
+        code,
+        limits(),
+        Limits {
+            timeout: Duration::from_millis(100),
+            ..limits()
+        },
+        Status::Timeout,
+    )
+    .await;
+    assert_eq!(stdout(&ok), "woke\n");
+    assert_eq!(bad.fuel_used, None, "fuel is not exact after a timeout");
+    assert!(bad.duration < Duration::from_secs(2), "{:?}", bad.duration);
+}
+
+#[tokio::test]
+async fn wall_clock_while_computing() {
+    // Enough fuel for minutes: only the deadline can stop it.
+    let code = "n = 0\nfor i in range(3_000_000): n += i\nprint('done')";
+    let (_, bad) = obeyed_and_violated(
+        code,
+        limits(),
+        Limits {
+            timeout: Duration::from_millis(50),
+            ..limits()
+        },
+        Status::Timeout,
+    )
+    .await;
+    assert!(bad.duration < Duration::from_secs(2), "{:?}", bad.duration);
+}
+
+#[tokio::test]
+async fn memory_single_huge_allocation() {
+    let code = "b = bytearray(64 * 2**20); print(len(b))";
+    let (ok, bad) = obeyed_and_violated(
+        code,
+        limits(),
+        Limits {
+            memory_bytes: 48 << 20,
+            ..limits()
+        },
+        Status::MemoryExceeded,
+    )
+    .await;
+    assert_eq!(stdout(&ok), "67108864\n");
+    assert!(stderr(&bad).contains("MemoryError"), "{}", stderr(&bad));
+}
+
+#[tokio::test]
+async fn memory_slow_growth() {
+    let code = "chunks = []\nfor _ in range(40): chunks.append(bytearray(2**20))\nprint(len(chunks))";
+    let (ok, _) = obeyed_and_violated(
+        code,
+        limits(),
+        Limits {
+            memory_bytes: 48 << 20,
+            ..limits()
+        },
+        Status::MemoryExceeded,
+    )
+    .await;
+    assert_eq!(stdout(&ok), "40\n");
+}
+
+#[tokio::test]
+async fn output_is_capped_per_stream() {
+    let code = "import sys\nprint('o' * 1000)\nprint('e' * 1000, file=sys.stderr)";
+    let (ok, bad) = obeyed_and_violated(
+        code,
+        limits(),
+        Limits {
+            output_bytes: 100,
+            ..limits()
+        },
+        // Truncation is not a failure of the run: it is flagged, not a status.
+        Status::Ok,
+    )
+    .await;
+    assert_eq!(ok.stdout.len(), 1001);
+    assert!(!ok.stdout_truncated && !ok.stderr_truncated);
+    assert_eq!(bad.stdout, vec![b'o'; 100]);
+    assert_eq!(bad.stderr, vec![b'e'; 100]);
+    assert!(bad.stdout_truncated && bad.stderr_truncated);
+}

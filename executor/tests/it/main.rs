@@ -1,0 +1,12 @@
+//! Executor integration tests: the sandbox in-process, and the real binary
+//! over HTTP on 127.0.0.1.
+//!
+//! They need the guest built by `cargo xtask guest`; `cargo xtask test` runs
+//! them with `EXECUTOR_GUEST_WASM` and `EXECUTOR_CACHE_DIR` set.
+
+mod adversarial;
+mod common;
+mod http;
+mod isolation;
+mod limits;
+mod stdlib;

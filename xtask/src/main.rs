@@ -1,0 +1,142 @@
+//! `cargo xtask`: the project's chores, so a fresh machine needs only the two
+//! README commands.
+//!
+//! - `setup`: installs what the build needs that cargo does not bring
+//!   (componentize-py into a private virtualenv, pinned and hash-checked).
+//! - `guest`: builds the Python guest component when its inputs changed.
+//! - `run`: setup + guest + release build, then starts the service.
+//! - `test`: setup + guest + fmt + clippy + every test.
+//! - `bench`: the benchmarks behind `docs/benchmarks.md`.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod paths;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::paths::Paths;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "runbox project chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install the build tools cargo does not bring (componentize-py).
+    Setup,
+    /// Build the Python guest component (`.runbox/guest/python.wasm`).
+    Guest,
+    /// Build and start the service on 127.0.0.1:8080.
+    Run {
+        /// Extra flags for the service binary.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every check: fmt, clippy -D warnings, all tests.
+    Test,
+    /// Run the benchmarks and print their figures.
+    Bench {
+        /// Iterations per measured case.
+        #[arg(long, default_value_t = 300)]
+        iterations: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    let paths = Paths::discover()?;
+    match cli.command {
+        Cmd::Setup => setup::tools(&paths),
+        Cmd::Guest => setup::guest(&paths).map(drop),
+        Cmd::Run { args } => run(&paths, &args),
+        Cmd::Test => test(&paths),
+        Cmd::Bench { iterations } => bench::run(&paths, iterations),
+    }
+}
+
+/// `cargo` as invoked by `cargo xtask`, in the workspace root.
+pub(crate) fn cargo(paths: &Paths) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(&paths.root);
+    cmd
+}
+
+/// Runs `cmd`, failing with its description if it does not succeed.
+pub(crate) fn status(cmd: &mut Command, what: &str) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().with_context(|| format!("starting: {what}"))?;
+    if !status.success() {
+        bail!("{what}: {status}");
+    }
+    Ok(())
+}
+
+/// The environment every runbox process started by xtask gets.
+pub(crate) fn runtime_env(cmd: &mut Command, paths: &Paths) {
+    cmd.env("EXECUTOR_GUEST_WASM", &paths.guest_wasm)
+        .env("RUNBOX_GUEST_WASM", &paths.guest_wasm)
+        .env("EXECUTOR_CACHE_DIR", &paths.aot_cache)
+        // Every trap would otherwise capture a Rust backtrace.
+        .env_remove("RUST_BACKTRACE");
+}
+
+fn run(paths: &Paths, args: &[String]) -> Result<()> {
+    setup::tools(paths)?;
+    setup::guest(paths)?;
+    status(
+        cargo(paths).args(["build", "--release", "--package", "executor"]),
+        "building the service (release)",
+    )?;
+    let binary = paths.target_dir.join("release").join("executor");
+    let mut cmd = Command::new(&binary);
+    runtime_env(&mut cmd, paths);
+    if std::env::var_os("EXECUTOR_LISTEN").is_none() {
+        cmd.env("EXECUTOR_LISTEN", "127.0.0.1:8080");
+    }
+    cmd.args(args);
+    eprintln!(
+        "xtask: starting {} — open http://127.0.0.1:8080",
+        binary.display()
+    );
+    status(&mut cmd, "running the service")
+}
+
+fn test(paths: &Paths) -> Result<()> {
+    setup::tools(paths)?;
+    setup::guest(paths)?;
+    status(
+        cargo(paths).args(["fmt", "--all", "--check"]),
+        "cargo fmt --check",
+    )?;
+    status(
+        cargo(paths).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        "cargo clippy -D warnings",
+    )?;
+    // Compile the guest once, before the tests load it many times at once.
+    let mut precompile = cargo(paths);
+    precompile.args(["run", "--quiet", "--package", "executor", "--", "precompile"]);
+    runtime_env(&mut precompile, paths);
+    status(&mut precompile, "precompiling the guest")?;
+    let mut tests = cargo(paths);
+    tests.args(["test", "--workspace"]);
+    runtime_env(&mut tests, paths);
+    status(&mut tests, "cargo test --workspace")
+}
