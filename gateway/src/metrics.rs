@@ -1,0 +1,128 @@
+//! The gateway's Prometheus metrics, registered per [`Metrics`] value.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+pub const REQUESTS_TOTAL: &str = "gateway_requests_total";
+pub const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
+pub const UPSTREAM_DURATION_SECONDS: &str = "gateway_upstream_duration_seconds";
+pub const BACKENDS: &str = "gateway_backends";
+pub const RETRIES_TOTAL: &str = "gateway_retries_total";
+pub const INFLIGHT_REQUESTS: &str = "gateway_inflight_requests";
+
+const BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    _recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    request_duration: Histogram,
+    upstream_duration: Histogram,
+    ready_backends: Gauge,
+    unready_backends: Gauge,
+    retries: Counter,
+    inflight: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &BUCKETS)
+            .expect("non-empty buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        let (request_duration, upstream_duration, ready_backends, unready_backends, retries, inflight) =
+            metrics::with_local_recorder(&recorder, || {
+                metrics::describe_counter!(
+                    REQUESTS_TOTAL,
+                    "Requests answered by the gateway, by HTTP status code."
+                );
+                metrics::describe_histogram!(
+                    REQUEST_DURATION_SECONDS,
+                    Unit::Seconds,
+                    "Time from receiving a request to answering it."
+                );
+                metrics::describe_histogram!(
+                    UPSTREAM_DURATION_SECONDS,
+                    Unit::Seconds,
+                    "Time one executor took to answer one forwarded request."
+                );
+                metrics::describe_gauge!(
+                    BACKENDS,
+                    "Executors known to the gateway, by state (ready, unready)."
+                );
+                metrics::describe_counter!(RETRIES_TOTAL, "Requests retried on another executor.");
+                metrics::describe_gauge!(INFLIGHT_REQUESTS, "Requests in flight through the gateway.");
+                (
+                    metrics::histogram!(REQUEST_DURATION_SECONDS),
+                    metrics::histogram!(UPSTREAM_DURATION_SECONDS),
+                    metrics::gauge!(BACKENDS, "state" => "ready"),
+                    metrics::gauge!(BACKENDS, "state" => "unready"),
+                    metrics::counter!(RETRIES_TOTAL),
+                    metrics::gauge!(INFLIGHT_REQUESTS),
+                )
+            });
+        Metrics {
+            inner: Arc::new(Inner {
+                _recorder: recorder,
+                handle,
+                request_duration,
+                upstream_duration,
+                ready_backends,
+                unready_backends,
+                retries,
+                inflight,
+            }),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        self.inner.handle.run_upkeep();
+        self.inner.handle.render()
+    }
+
+    pub fn request(&self, status: u16, duration: Duration) {
+        metrics::with_local_recorder(&self.inner._recorder, || {
+            metrics::counter!(REQUESTS_TOTAL, "code" => status.to_string()).increment(1);
+        });
+        self.inner.request_duration.record(duration.as_secs_f64());
+    }
+
+    pub fn upstream(&self, duration: Duration) {
+        self.inner.upstream_duration.record(duration.as_secs_f64());
+    }
+
+    pub fn backends(&self, ready: usize, unready: usize) {
+        self.inner.ready_backends.set(ready as f64);
+        self.inner.unready_backends.set(unready as f64);
+    }
+
+    pub fn retry(&self) {
+        self.inner.retries.increment(1);
+    }
+
+    pub fn inflight(&self, delta: f64) {
+        self.inner.inflight.increment(delta);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
