@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod frontend;
 mod paths;
 mod setup;
 
@@ -101,27 +102,45 @@ pub(crate) fn runtime_env(cmd: &mut Command, paths: &Paths) {
 fn run(paths: &Paths, args: &[String]) -> Result<()> {
     setup::tools(paths)?;
     setup::guest(paths)?;
+    frontend::build(paths)?;
     status(
-        cargo(paths).args(["build", "--release", "--package", "executor"]),
+        cargo(paths).args([
+            "build",
+            "--release",
+            "--package",
+            "gateway",
+            "--package",
+            "executor",
+        ]),
         "building the service (release)",
     )?;
-    let binary = paths.target_dir.join("release").join("executor");
+    let mut precompile = Command::new(paths.target_dir.join("release").join("executor"));
+    precompile.arg("precompile");
+    runtime_env(&mut precompile, paths);
+    status(&mut precompile, "compiling the guest ahead of time (cached)")?;
+    let binary = paths.target_dir.join("release").join("gateway");
     let mut cmd = Command::new(&binary);
     runtime_env(&mut cmd, paths);
-    if std::env::var_os("EXECUTOR_LISTEN").is_none() {
-        cmd.env("EXECUTOR_LISTEN", "127.0.0.1:8080");
-    }
     cmd.args(args);
-    eprintln!(
-        "xtask: starting {} — open http://127.0.0.1:8080",
-        binary.display()
-    );
+    eprintln!("xtask: starting the gateway with an embedded executor: open http://127.0.0.1:8080");
     status(&mut cmd, "running the service")
+}
+
+/// An offline check script of the repo (`bash <script>`), with the cache dir.
+fn check_script(paths: &Paths, script: &str) -> Result<()> {
+    status(
+        Command::new("bash")
+            .arg(script)
+            .current_dir(&paths.root)
+            .env("RUNBOX_CACHE_DIR", &paths.cache),
+        &format!("offline checks: {script}"),
+    )
 }
 
 fn test(paths: &Paths) -> Result<()> {
     setup::tools(paths)?;
     setup::guest(paths)?;
+    frontend::build(paths)?;
     status(
         cargo(paths).args(["fmt", "--all", "--check"]),
         "cargo fmt --check",
@@ -130,11 +149,18 @@ fn test(paths: &Paths) -> Result<()> {
         cargo(paths).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
         "cargo clippy -D warnings",
     )?;
+    check_script(paths, "k8s/tests/check.sh")?;
+    check_script(paths, "cluster-setup/tests/check.sh")?;
+    status(
+        cargo(paths).args(["build", "--workspace", "--bins"]),
+        "building the binaries",
+    )?;
     // Compile the guest once, before the tests load it many times at once.
-    let mut precompile = cargo(paths);
-    precompile.args(["run", "--quiet", "--package", "executor", "--", "precompile"]);
+    let mut precompile = Command::new(paths.target_dir.join("debug").join("executor"));
+    precompile.arg("precompile");
     runtime_env(&mut precompile, paths);
     status(&mut precompile, "precompiling the guest")?;
+    frontend::e2e(paths)?;
     let mut tests = cargo(paths);
     tests.args(["test", "--workspace"]);
     runtime_env(&mut tests, paths);

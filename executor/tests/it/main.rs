@@ -9,4 +9,5 @@ mod common;
 mod http;
 mod isolation;
 mod limits;
+mod manifests;
 mod stdlib;

@@ -3,4 +3,5 @@
 
 mod common;
 mod kubernetes;
+mod manifests;
 mod proxy;

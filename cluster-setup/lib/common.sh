@@ -1,0 +1,179 @@
+# shellcheck shell=bash
+# Shared by cluster-setup's scripts (kubeadm/cluster.sh, aks/*.sh, gke/*.sh):
+# settings read from kubeadm/group_vars/all.yml (the single source of truth),
+# logging, building and pushing runbox's images, the in-cluster monitoring
+# stack, and deploying a k8s/ overlay with the images pointed at a registry.
+
+CLUSTER_SETUP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO_ROOT=$(dirname "$CLUSTER_SETUP_DIR")
+GROUP_VARS=$CLUSTER_SETUP_DIR/kubeadm/group_vars/all.yml
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+need() {
+    local cmd
+    for cmd in "$@"; do
+        command -v "$cmd" >/dev/null 2>&1 || die "$cmd is required (see cluster-setup/README.md, Prerequisites)"
+    done
+}
+
+# setting KEY: a top-level scalar of group_vars/all.yml, quotes and comments stripped.
+setting() {
+    local value
+    value=$(awk -v key="$1" '
+        index($0, key ":") == 1 {
+            v = substr($0, length(key) + 2)
+            sub(/[[:space:]]+#.*$/, "", v)
+            gsub(/^[[:space:]]+|[[:space:]]+$/, "", v)
+            gsub(/^"|"$/, "", v)
+            print v
+            exit
+        }' "$GROUP_VARS")
+    [[ -n "$value" ]] || die "no $1 in $GROUP_VARS"
+    printf '%s\n' "$value"
+}
+
+NAMESPACE=$(setting runbox_namespace)
+EXECUTOR_IMAGE=$(setting runbox_executor_image)
+GATEWAY_IMAGE=$(setting runbox_gateway_image)
+GATEWAY_SERVICE=$(setting runbox_gateway_service)
+MONITORING_NAMESPACE=$(setting monitoring_namespace)
+CONTAINER_TOOL=${RUNBOX_CONTAINER_TOOL:-docker}
+
+# confirm_flag ARGS...: true when --yes is among ARGS (destructive steps need it).
+confirm_flag() {
+    local arg
+    for arg in "$@"; do
+        [[ "$arg" == --yes || "$arg" == -y ]] && return 0
+    done
+    return 1
+}
+
+# build_images: builds runbox's two images into the local image store, context
+# the repository root. RUNBOX_BUILD=0 skips building and uses the images already
+# there; RUNBOX_PLATFORM (e.g. linux/amd64) cross-builds for the cloud's nodes.
+build_images() {
+    need "$CONTAINER_TOOL"
+    build_image "$EXECUTOR_IMAGE" "${RUNBOX_EXECUTOR_DOCKERFILE:-executor/Dockerfile}"
+    build_image "$GATEWAY_IMAGE" "${RUNBOX_GATEWAY_DOCKERFILE:-gateway/Dockerfile}"
+}
+
+build_image() {
+    local image=$1 dockerfile=$2
+    local platform=()
+    if [[ "${RUNBOX_BUILD:-1}" == 0 ]]; then
+        "$CONTAINER_TOOL" image inspect "$image" >/dev/null 2>&1 ||
+            die "RUNBOX_BUILD=0, but $image is not in the local image store"
+        return 0
+    fi
+    [[ -f "$REPO_ROOT/$dockerfile" ]] ||
+        die "no $dockerfile to build $image from: set RUNBOX_EXECUTOR_DOCKERFILE / RUNBOX_GATEWAY_DOCKERFILE, or build the images yourself and set RUNBOX_BUILD=0"
+    [[ -n "${RUNBOX_PLATFORM:-}" ]] && platform=(--platform "$RUNBOX_PLATFORM")
+    log "building $image from $dockerfile"
+    "$CONTAINER_TOOL" build ${platform[@]+"${platform[@]}"} --tag "$image" --file "$REPO_ROOT/$dockerfile" "$REPO_ROOT"
+}
+
+# push_images REGISTRY: tags both images as REGISTRY/<name:tag> and pushes them.
+push_images() {
+    local registry=$1 image
+    for image in "$EXECUTOR_IMAGE" "$GATEWAY_IMAGE"; do
+        log "pushing $registry/$image"
+        "$CONTAINER_TOOL" tag "$image" "$registry/$image"
+        "$CONTAINER_TOOL" push "$registry/$image"
+    done
+}
+
+# install_monitoring: Prometheus, and prometheus-adapter with runbox's rules:
+# the same charts and values the kubeadm playbook installs.
+install_monitoring() {
+    local repo=https://prometheus-community.github.io/helm-charts
+    need helm
+    log "installing Prometheus and prometheus-adapter into namespace $MONITORING_NAMESPACE"
+    helm upgrade --install prometheus prometheus --repo "$repo" \
+        --version "$(setting prometheus_chart_version)" \
+        --namespace "$MONITORING_NAMESPACE" --create-namespace \
+        --values "$CLUSTER_SETUP_DIR/values/prometheus.yaml" --wait
+    helm upgrade --install prometheus-adapter prometheus-adapter --repo "$repo" \
+        --version "$(setting prometheus_adapter_chart_version)" \
+        --namespace "$MONITORING_NAMESPACE" \
+        --values "$CLUSTER_SETUP_DIR/values/prometheus-adapter.yaml" \
+        --values "$REPO_ROOT/$(setting runbox_adapter_values)" --wait
+}
+
+# deploy_overlay OVERLAY REGISTRY [COMPONENT...]: applies k8s/OVERLAY (plus any
+# k8s/COMPONENT) through a generated kustomization that points runbox's images
+# at REGISTRY, whatever placeholder registry the overlay names; then waits for
+# the deployments.
+deploy_overlay() {
+    local overlay=$1 registry=$2
+    shift 2
+    local build rendered image current component
+    need kubectl
+    [[ -d "$REPO_ROOT/k8s/$overlay" ]] || die "no k8s/$overlay in this checkout"
+    build=$CLUSTER_SETUP_DIR/.build/$(basename "$overlay")
+    mkdir -p "$build"
+    rendered=$(kubectl kustomize "$REPO_ROOT/k8s/$overlay")
+    {
+        echo "# Generated by cluster-setup/lib/common.sh: k8s/$overlay, images from $registry."
+        echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+        echo "kind: Kustomization"
+        echo "resources:"
+        echo "  - ../../../k8s/$overlay"
+        if [[ $# -gt 0 ]]; then
+            echo "components:"
+            for component in "$@"; do
+                echo "  - ../../../k8s/$component"
+            done
+        fi
+        echo "images:"
+        for image in "$EXECUTOR_IMAGE" "$GATEWAY_IMAGE"; do
+            # The name the overlay gives the image (with its placeholder registry).
+            current=$(grep -oE "image: ([^ ]+/)?$image\$" <<<"$rendered" | head -n 1 || true)
+            [[ -n "$current" ]] || die "k8s/$overlay has no image ending in $image"
+            current=${current#image: }
+            echo "  - name: ${current%:*}"
+            echo "    newName: $registry/${image%:*}"
+            echo "    newTag: \"${image##*:}\""
+        done
+    } >"$build/kustomization.yaml"
+    rendered=$(kubectl kustomize "$build")
+    for image in "$EXECUTOR_IMAGE" "$GATEWAY_IMAGE"; do
+        grep -q "image: $registry/$image\$" <<<"$rendered" ||
+            die "$build/kustomization.yaml did not point $image at $registry"
+    done
+    log "applying k8s/$overlay${*:+ + $*} (images from $registry)"
+    kubectl apply -k "$build"
+    kubectl --namespace "$NAMESPACE" wait --for=condition=Available deployment --all --timeout=600s
+}
+
+# print_url: waits for the gateway's public address (a LoadBalancer Service,
+# else an Ingress) and prints the playground URL.
+print_url() {
+    local address="" port i
+    log "waiting for the public address of service/$GATEWAY_SERVICE"
+    for i in $(seq 60); do
+        address=$(kubectl --namespace "$NAMESPACE" get service "$GATEWAY_SERVICE" \
+            -o jsonpath='{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}' 2>/dev/null || true)
+        port=$(kubectl --namespace "$NAMESPACE" get service "$GATEWAY_SERVICE" -o jsonpath='{.spec.ports[0].port}' 2>/dev/null || true)
+        if [[ -z "$address" ]]; then
+            address=$(kubectl --namespace "$NAMESPACE" get ingress \
+                -o jsonpath='{.items[0].status.loadBalancer.ingress[0].ip}{.items[0].status.loadBalancer.ingress[0].hostname}' 2>/dev/null || true)
+            port=80
+        fi
+        [[ -n "$address" ]] && break
+        [[ "$i" == 60 ]] || sleep 10
+    done
+    if [[ -z "$address" ]]; then
+        log "no public address after 10 minutes; reach it with:"
+        log "  kubectl --namespace $NAMESPACE port-forward service/$GATEWAY_SERVICE 8080:${port:-80}"
+        return 1
+    fi
+    if [[ "$port" == 80 ]]; then
+        printf 'runbox is up: http://%s/\n' "$address"
+    else
+        printf 'runbox is up: http://%s:%s/\n' "$address" "$port"
+    fi
+}

@@ -1,0 +1,98 @@
+//! The Kubernetes manifests against the real executor: every metric the
+//! autoscaler refers to is exported with the labels it expects, and every
+//! environment variable the manifests set is one the binary accepts.
+//! `k8s/tests/expected.json` is extracted from the manifests by
+//! `k8s/tests/check.sh`, which also checks it is current.
+
+use clap::Parser;
+use executor::config::{Config, env_to_args};
+use serde_json::Value;
+
+use crate::common::ExecutorProcess;
+
+fn expected() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/tests/expected.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("k8s/tests/expected.json"))
+        .expect("valid JSON")
+}
+
+/// The label names on the first sample line of `metric`, if it is exported.
+pub fn exported_labels(text: &str, metric: &str) -> Option<Vec<String>> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let rest = line.strip_prefix(metric)?;
+        if let Some(labels) = rest.strip_prefix('{') {
+            let body = labels.split('}').next()?;
+            Some(
+                body.split(',')
+                    .filter_map(|kv| kv.split('=').next())
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        } else if rest.starts_with(' ') {
+            Some(Vec::new())
+        } else {
+            None
+        }
+    })
+}
+
+#[tokio::test]
+async fn every_metric_the_autoscaler_uses_is_exported_with_its_labels() {
+    let ex = ExecutorProcess::start(&[]);
+    ex.wait_ready().await;
+    let text = reqwest::get(ex.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let expected = expected();
+    let metrics: Vec<&Value> = expected["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .filter(|m| m["exporter"] == "executor")
+        .collect();
+    assert!(!metrics.is_empty(), "the manifests refer to no executor metric");
+    for m in metrics {
+        let name = m["name"].as_str().unwrap();
+        let labels = exported_labels(&text, name)
+            .unwrap_or_else(|| panic!("{name} (used by {}) is not exported:\n{text}", m["referenced_by"]));
+        for want in m["labels"].as_array().unwrap() {
+            assert!(
+                labels.iter().any(|l| l == want.as_str().unwrap()),
+                "{name} lacks label {want}"
+            );
+        }
+        for added in m["target_labels"].as_array().unwrap() {
+            assert!(
+                !labels.iter().any(|l| l == added.as_str().unwrap()),
+                "{name} must not export {added}: the scrape adds it"
+            );
+        }
+    }
+}
+
+#[test]
+fn manifest_environment_is_accepted_by_the_executor() {
+    let expected = expected();
+    let containers: Vec<&Value> = expected["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["binary"] == "executor")
+        .collect();
+    assert!(!containers.is_empty());
+    for c in containers {
+        let env: Vec<(&str, &str)> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or("")))
+            .collect();
+        let args = env_to_args::<Config>(&env).unwrap_or_else(|e| panic!("{}: {e}", c["workload"]));
+        if let Err(e) = Config::try_parse_from(&args) {
+            panic!("{}: {args:?} rejected: {e}", c["workload"]);
+        }
+    }
+}

@@ -1,0 +1,442 @@
+// The playground page: wires the editor, inputs, examples, share link and
+// history to the API and renders each run (or each failure to run).
+//
+// Flow: Run (button or Ctrl/Cmd+Enter) → collect code, stdin, args, limits →
+// api.execute → renderResult / renderFailure → history.
+
+import { ApiFailure, execute, runtimes } from './api.js';
+import { parseArgs } from './args.js';
+import { createEditor } from './editor.js';
+import { EXAMPLES } from './examples.js';
+import { LIMIT_KEYS, decodeShare, encodeShare } from './share.js';
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  run: $('run'), runLabel: $('run-label'), runKbd: $('run-kbd'), hintKbd: $('hint-kbd'),
+  examples: $('examples'), share: $('share'), sharePanel: $('share-panel'), shareUrl: $('share-url'), shareNote: $('share-note'),
+  args: $('args'), stdin: $('stdin'), limits: $('limits'), limitsSummary: $('limits-summary'),
+  history: $('history'), historyList: $('history-list'), historyClear: $('history-clear'),
+  runtime: $('runtime'), badge: $('badge'), explain: $('explain'), meta: $('meta'),
+  output: document.querySelector('.output'), stdout: $('stdout'), stderr: $('stderr'), stdoutBox: $('stdout-box'), stderrBox: $('stderr-box'),
+};
+const limitInput = Object.fromEntries(LIMIT_KEYS.map((k) => [k, $(`limit-${k}`)]));
+/** The limits form shows memory in MiB and output in KiB; the API wants bytes. */
+const LIMIT_SCALE = { timeout_ms: 1, fuel: 1, memory_bytes: 1 << 20, output_bytes: 1 << 10 };
+
+const STORE = { draft: 'runbox.draft', history: 'runbox.history' };
+const HISTORY_MAX = 15;
+
+let running = false;
+let serverLimits = null; // { default, max } from GET /runtimes
+let applying = false; // true while the page itself fills the inputs
+let editedSinceLoad = false;
+
+const isMac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
+el.runKbd.textContent = el.hintKbd.textContent = isMac ? '⌘ ↵' : 'Ctrl ↵';
+
+const editor = createEditor($('editor'), { doc: '', onRun: run, onChange: edited });
+
+// ---- state in and out of the form ------------------------------------------
+
+function currentState() {
+  const limits = {};
+  for (const key of LIMIT_KEYS) {
+    const raw = limitInput[key].value.trim();
+    if (raw) limits[key] = Number(raw) * LIMIT_SCALE[key];
+  }
+  return { code: editor.getCode(), stdin: el.stdin.value, args: el.args.value, limits };
+}
+
+function applyState({ code = '', stdin = '', args = '', limits = {} }) {
+  applying = true;
+  try {
+    editor.setCode(code);
+    el.stdin.value = stdin;
+    el.args.value = args;
+    for (const key of LIMIT_KEYS) {
+      limitInput[key].value = limits[key] ? String(limits[key] / LIMIT_SCALE[key]) : '';
+    }
+    if (Object.keys(limits).length) el.limits.open = true;
+    updateLimitsSummary();
+  } finally {
+    applying = false;
+  }
+}
+
+/** Validated limits in API units, or throws with a message naming the field. */
+function requestLimits(limits) {
+  for (const [key, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      const label = limitInput[key].previousElementSibling.textContent;
+      throw new Error(`The ${label} limit must be a positive whole number.`);
+    }
+  }
+  return limits;
+}
+
+function edited() {
+  if (applying) return;
+  editedSinceLoad = true;
+  // The fragment described the snippet as loaded; once edited it is stale.
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  saveDraftSoon();
+}
+
+let draftTimer = 0;
+function saveDraftSoon() {
+  clearTimeout(draftTimer);
+  draftTimer = setTimeout(() => store(STORE.draft, currentState()), 300);
+}
+
+function updateLimitsSummary() {
+  const set = LIMIT_KEYS.filter((k) => limitInput[k].value.trim());
+  el.limitsSummary.textContent = set.length ? `custom: ${set.map((k) => limitInput[k].previousElementSibling.textContent.split(' ')[0].toLowerCase()).join(', ')}` : 'server defaults';
+}
+
+// ---- running ----------------------------------------------------------------
+
+async function run() {
+  if (running) return;
+  const state = currentState();
+  let request;
+  try {
+    request = { code: state.code, stdin: state.stdin, args: parseArgs(state.args), limits: requestLimits(state.limits) };
+  } catch (err) {
+    renderFailure(new ApiFailure('not sent', err.message));
+    return;
+  }
+  setRunning(true);
+  try {
+    const { result, executor } = await execute(request);
+    renderResult(result, executor, request.limits);
+    remember(state, result.status);
+    editedSinceLoad = false;
+  } catch (err) {
+    renderFailure(err instanceof ApiFailure ? err : new ApiFailure('failed', `Something went wrong in the page: ${err.message}`));
+  } finally {
+    setRunning(false);
+  }
+}
+
+let tickTimer = 0;
+function setRunning(on) {
+  running = on;
+  el.run.classList.toggle('running', on);
+  el.run.setAttribute('aria-disabled', String(on));
+  el.run.setAttribute('aria-busy', String(on));
+  el.output.classList.toggle('busy', on);
+  clearInterval(tickTimer);
+  if (on) {
+    const started = performance.now();
+    const tick = () => { el.runLabel.textContent = `Running ${((performance.now() - started) / 1000).toFixed(1)} s`; };
+    tick();
+    tickTimer = setInterval(tick, 100);
+    setBadge('running', 'running');
+    el.explain.textContent = 'Running in a fresh sandbox…';
+  } else {
+    el.runLabel.textContent = 'Run';
+  }
+}
+
+// ---- rendering --------------------------------------------------------------
+
+const STATUS_LABEL = {
+  ok: 'ok', error: 'error', timeout: 'timeout', fuel_exhausted: 'fuel exhausted', memory_exceeded: 'memory exceeded',
+};
+const compact = new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 });
+const compactLong = new Intl.NumberFormat('en', { notation: 'compact', compactDisplay: 'long', maximumFractionDigits: 1 });
+const whole = new Intl.NumberFormat('en');
+
+function setBadge(kind, text) {
+  el.badge.className = `badge ${kind}`;
+  el.badge.textContent = text;
+}
+
+function renderResult(result, executor, requested) {
+  const status = result.status in STATUS_LABEL ? result.status : 'error';
+  setBadge(status, STATUS_LABEL[status] ?? result.status);
+  el.explain.textContent = explain(result, requested);
+
+  const items = [['time', formatMs(result.duration_ms)]];
+  if (result.fuel_used != null) items.push(['fuel', compact.format(result.fuel_used), `${whole.format(result.fuel_used)} fuel units`]);
+  if (result.exit_code != null) items.push(['exit', String(result.exit_code)]);
+  if (result.runtime?.version) items.push(['Python', result.runtime.version]);
+  if (executor) items.push(['executor', executor]);
+  renderMeta(items);
+
+  const outputLimit = effectiveLimit('output_bytes', requested);
+  renderStream(el.stdout, el.stdoutBox, result.stdout, result.truncated?.stdout, outputLimit);
+  renderStream(el.stderr, el.stderrBox, result.stderr, result.truncated?.stderr, outputLimit);
+}
+
+/** One human sentence for the status; for limits it names the limit's value. */
+function explain(result, requested) {
+  const note = (result.stderr.match(/^\[runbox\] [a-z_]+: (.*)$/m) ?? [])[1] ?? '';
+  const num = (re, key) => {
+    const m = note.match(re);
+    return m ? Number(m[1]) : effectiveLimit(key, requested);
+  };
+  switch (result.status) {
+    case 'ok': {
+      if (!result.truncated?.stdout && !result.truncated?.stderr) return 'Finished normally.';
+      const limit = effectiveLimit('output_bytes', requested);
+      return `Finished normally, but printed more than the ${limit ? formatBytes(limit) + ' ' : ''}output limit; the rest was cut.`;
+    }
+    case 'error':
+      if (note) return `The sandbox stopped the program: ${note}.`;
+      return result.exit_code != null
+        ? `The program failed with exit code ${result.exit_code}; any traceback is in stderr.`
+        : 'The program failed; see stderr.';
+    case 'timeout': {
+      const ms = num(/(\d+) ms/, 'timeout_ms');
+      return `Timed out: the program ran past its ${ms ? formatMs(ms) + ' ' : ''}wall-clock limit and was stopped.`;
+    }
+    case 'fuel_exhausted': {
+      const fuel = num(/(\d+) fuel/, 'fuel');
+      return `Out of fuel: the program used up its CPU budget${fuel ? ` of ${compactLong.format(fuel)} units` : ''} and was stopped.`;
+    }
+    case 'memory_exceeded': {
+      const bytes = num(/(\d+) bytes/, 'memory_bytes');
+      return `Out of memory: the program asked for more than its ${bytes ? formatBytes(bytes) + ' ' : ''}memory limit and was stopped.`;
+    }
+    default:
+      return `The server reported status “${result.status}”.`;
+  }
+}
+
+function renderFailure(failure) {
+  setBadge('failure', failure.kind);
+  el.explain.textContent = failure.message;
+  const items = [];
+  if (failure.status) items.push(['HTTP', String(failure.status)]);
+  if (failure.code) items.push(['code', failure.code]);
+  if (failure.id) items.push(['request', failure.id]);
+  renderMeta(items);
+  renderStream(el.stdout, el.stdoutBox, '', false);
+  renderStream(el.stderr, el.stderrBox, '', false);
+}
+
+function renderMeta(items) {
+  el.meta.replaceChildren(...items.map(([key, value, title]) => {
+    const li = document.createElement('li');
+    const k = document.createElement('span');
+    k.className = 'k';
+    k.textContent = key;
+    li.append(k, ' ', value);
+    if (title) li.title = title;
+    return li;
+  }));
+}
+
+/** Fills a stream; `[runbox]` lines from the sandbox are set apart. */
+function renderStream(pre, box, text, truncated, limit) {
+  const nodes = [];
+  for (const line of text.split(/(?<=\n)/)) {
+    if (line.startsWith('[runbox] ')) {
+      const span = document.createElement('span');
+      span.className = 'note';
+      span.textContent = line;
+      nodes.push(span);
+    } else if (line) {
+      nodes.push(document.createTextNode(line));
+    }
+  }
+  if (truncated) {
+    const span = document.createElement('span');
+    span.className = 'note cut-note';
+    span.textContent = `${text.endsWith('\n') ? '' : '\n'}[output truncated: it went past the ${limit ? formatBytes(limit) + ' ' : ''}output limit]`;
+    nodes.push(span);
+  }
+  pre.replaceChildren(...nodes);
+  pre.scrollTop = 0;
+  box.classList.toggle('empty', !text);
+  box.querySelector('.cut').hidden = !truncated;
+}
+
+function effectiveLimit(key, requested = {}) {
+  return requested[key] ?? serverLimits?.default?.[key] ?? null;
+}
+
+function formatMs(ms) {
+  if (ms < 1000) return `${ms < 10 ? ms.toFixed(2) : ms.toFixed(1)} ms`;
+  return `${Number((ms / 1000).toFixed(ms < 10_000 ? 2 : 1))} s`; // 3000 → "3 s", 3051 → "3.05 s"
+}
+
+function formatBytes(n) {
+  if (n >= 1 << 20 && n % (1 << 20) === 0) return `${n / (1 << 20)} MiB`;
+  if (n >= 1 << 10 && n % (1 << 10) === 0) return `${n / (1 << 10)} KiB`;
+  return `${whole.format(n)} bytes`;
+}
+
+// ---- examples ---------------------------------------------------------------
+
+function fillExamples() {
+  const placeholder = new Option('Examples…', '');
+  const everyday = document.createElement('optgroup');
+  everyday.label = 'Examples';
+  const limits = document.createElement('optgroup');
+  limits.label = 'See the sandbox hold';
+  for (const ex of EXAMPLES) (ex.group === 'limits' ? limits : everyday).append(new Option(ex.title, ex.id));
+  el.examples.append(placeholder, everyday, limits);
+}
+
+el.examples.addEventListener('change', () => {
+  const ex = EXAMPLES.find((e) => e.id === el.examples.value);
+  el.examples.value = '';
+  if (!ex) return;
+  if (editedSinceLoad) remember(currentState(), 'draft'); // don't lose unsaved work
+  applyState({ code: ex.code, stdin: ex.stdin, args: ex.args, limits: ex.limits });
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  editedSinceLoad = false;
+  store(STORE.draft, currentState());
+  editor.focus();
+});
+
+// ---- share link -------------------------------------------------------------
+
+el.share.addEventListener('click', async () => {
+  if (!el.sharePanel.hidden) return closeShare();
+  const url = `${location.origin}${location.pathname}${location.search}#${encodeShare(currentState())}`;
+  history.replaceState(null, '', url);
+  el.shareUrl.value = url;
+  el.sharePanel.hidden = false;
+  el.share.setAttribute('aria-expanded', 'true');
+  el.shareUrl.focus();
+  el.shareUrl.select();
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch {
+    try { copied = document.execCommand('copy'); } catch { /* shown below */ }
+  }
+  el.shareNote.textContent = copied ? 'Link copied to the clipboard' : `Copy this link (${isMac ? '⌘' : 'Ctrl'}+C)`;
+  if (url.length > 8000) el.shareNote.textContent += ' · long link: some apps may cut it';
+  el.sharePanel.dataset.copied = String(copied);
+});
+
+function closeShare() {
+  el.sharePanel.hidden = true;
+  el.share.setAttribute('aria-expanded', 'false');
+}
+el.sharePanel.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') { closeShare(); el.share.focus(); }
+});
+document.addEventListener('click', (e) => {
+  if (!el.sharePanel.hidden && !e.target.closest('.share-wrap')) closeShare();
+});
+window.addEventListener('hashchange', () => {
+  const shared = decodeShare(location.hash);
+  if (shared) { applyState(shared); editedSinceLoad = false; }
+});
+
+// ---- history (localStorage) -------------------------------------------------
+
+function load(key) {
+  try { return JSON.parse(localStorage.getItem(key)); } catch { return null; }
+}
+function store(key, value) {
+  try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* private mode or full: history is optional */ }
+}
+
+function remember(state, status) {
+  if (state.code.length > 50_000) return;
+  const entries = (load(STORE.history) ?? []).filter((e) => e.code !== state.code || e.stdin !== state.stdin || e.args !== state.args);
+  entries.unshift({ ...state, status, at: Date.now() });
+  store(STORE.history, entries.slice(0, HISTORY_MAX));
+  renderHistory();
+}
+
+function renderHistory() {
+  const entries = load(STORE.history) ?? [];
+  el.history.hidden = entries.length === 0;
+  const time = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  el.historyList.replaceChildren(...entries.map((entry) => {
+    const li = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    const dot = document.createElement('span');
+    dot.className = `dot ${entry.status}`;
+    dot.title = STATUS_LABEL[entry.status] ?? entry.status;
+    const text = document.createElement('span');
+    text.className = 'first-line';
+    text.textContent = summaryLine(entry.code);
+    const status = document.createElement('span');
+    status.className = 'st';
+    status.textContent = dot.title;
+    const when = document.createElement('time');
+    when.textContent = time.format(entry.at);
+    button.append(dot, text, status, when);
+    button.setAttribute('aria-label', `Restore: ${text.textContent}, ${dot.title}, ${when.textContent}`);
+    button.addEventListener('click', () => {
+      applyState(entry);
+      editedSinceLoad = false;
+      saveDraftSoon();
+      editor.focus();
+    });
+    li.append(button);
+    return li;
+  }));
+}
+
+/** The most telling line of a snippet: skips blanks, comments and imports. */
+function summaryLine(code) {
+  const lines = code.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  return lines.find((l) => !/^(import|from)\s/.test(l)) ?? lines[0] ?? '(empty)';
+}
+
+el.historyClear.addEventListener('click', () => {
+  store(STORE.history, []);
+  renderHistory();
+});
+
+// ---- runtime info -----------------------------------------------------------
+
+async function loadRuntimes(attempt = 0) {
+  try {
+    const info = await runtimes();
+    const python = info.runtimes?.find((r) => r.name === 'python') ?? info.runtimes?.[0];
+    el.runtime.textContent = python ? `Python ${python.version}` : 'no runtime';
+    el.runtime.classList.remove('warn');
+    serverLimits = info.limits ?? null;
+    for (const key of LIMIT_KEYS) {
+      const scale = LIMIT_SCALE[key];
+      if (serverLimits?.default?.[key]) limitInput[key].placeholder = String(serverLimits.default[key] / scale);
+      if (serverLimits?.max?.[key]) limitInput[key].max = String(Math.floor(serverLimits.max[key] / scale));
+    }
+    if (el.badge.classList.contains('failure') && attempt > 0) resetStatus();
+  } catch (err) {
+    el.runtime.textContent = err.kind === 'offline' ? 'API unreachable' : 'API not ready';
+    el.runtime.classList.add('warn');
+    el.runtime.title = err.message;
+    if (!running && (el.badge.classList.contains('idle') || el.badge.classList.contains('failure'))) renderFailure(err);
+    if (attempt < 30) setTimeout(() => loadRuntimes(attempt + 1), 1000 * Math.min(10, Math.max(1, err.retryAfter ?? 2 + attempt)));
+  }
+}
+
+function resetStatus() {
+  setBadge('idle', 'ready');
+  el.explain.textContent = 'Press Run to execute the code in a fresh sandbox.';
+  renderMeta([]);
+}
+
+// ---- start --------------------------------------------------------------------
+
+el.run.addEventListener('click', run);
+document.addEventListener('keydown', (e) => {
+  // The editor handles its own Ctrl/Cmd+Enter (and prevents the default).
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.defaultPrevented) {
+    e.preventDefault();
+    run();
+  }
+});
+for (const input of [el.args, el.stdin]) input.addEventListener('input', () => { if (!applying) edited(); });
+for (const input of Object.values(limitInput)) input.addEventListener('input', () => { updateLimitsSummary(); if (!applying) edited(); });
+
+fillExamples();
+const draft = load(STORE.draft);
+applyState(decodeShare(location.hash) ?? (typeof draft?.code === 'string' ? draft : EXAMPLES[0]));
+renderStream(el.stdout, el.stdoutBox, '', false);
+renderStream(el.stderr, el.stderrBox, '', false);
+renderHistory();
+loadRuntimes();
