@@ -89,6 +89,7 @@ impl Executor {
         let opts = EngineOptions {
             cache_dir: args.cache_dir(),
             epoch_tick: Duration::from_millis(args.epoch_tick_ms),
+            meter_fuel: true,
         };
         let sandbox = Arc::new(Sandbox::load(&args.guest_wasm, &opts).await?);
         tracing::info!(

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
             .runtime
             .cache_dir()
             .context("precompile needs a cache directory (--cache-dir)")?;
-        let engine = sandbox::engine()?;
+        let engine = sandbox::engine(true)?;
         let path = sandbox::precompile(&engine, &config.runtime.guest_wasm, &dir)?;
         println!("{}", path.display());
         return Ok(());

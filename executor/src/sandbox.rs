@@ -119,6 +119,9 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Wall-clock resolution of the deadline.
     pub epoch_tick: Duration,
+    /// Meter fuel (the CPU budget). Always on in the service; off only to
+    /// measure what metering costs (`cargo xtask bench`).
+    pub meter_fuel: bool,
 }
 
 /// Per-store state: the WASI context and the limiter.
@@ -142,6 +145,7 @@ pub struct Sandbox {
     engine: Engine,
     pre: SandboxPre<Guest>,
     epoch: epoch::Ticker,
+    meter_fuel: bool,
     python_version: String,
     missing_modules: Vec<String>,
     cache: CacheOutcome,
@@ -157,11 +161,11 @@ impl std::fmt::Debug for Sandbox {
 }
 
 /// The engine configuration every artifact is compiled for.
-pub fn engine() -> Result<Engine, SandboxError> {
+pub fn engine(meter_fuel: bool) -> Result<Engine, SandboxError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        .consume_fuel(true)
+        .consume_fuel(meter_fuel)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(MAX_WASM_STACK + (1 << 20))
@@ -173,7 +177,7 @@ impl Sandbox {
     /// Loads the guest component at `guest`, from the AOT cache when possible,
     /// and runs a warm-up snippet so a returned sandbox is known to work.
     pub async fn load(guest: &Path, opts: &EngineOptions) -> Result<Sandbox, SandboxError> {
-        let engine = engine()?;
+        let engine = engine(opts.meter_fuel)?;
         // Reading and compiling are blocking work: keep them off the runtime.
         let (component, cache) = {
             let (engine, guest, dir) = (engine.clone(), guest.to_owned(), opts.cache_dir.clone());
@@ -190,6 +194,7 @@ impl Sandbox {
             engine,
             pre,
             epoch,
+            meter_fuel: opts.meter_fuel,
             python_version: String::new(),
             missing_modules: Vec::new(),
             cache,
@@ -246,12 +251,13 @@ impl Sandbox {
         let stderr = CappedOutput::new(job.limits.output_bytes);
         let mut store = self.new_store(job, &stdout, &stderr);
         let fuel = job.limits.fuel;
-        store
-            .set_fuel(fuel)
-            .map_err(|e| SandboxError::Instantiate(format!("{e:#}")))?;
-        store
-            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-            .map_err(|e| SandboxError::Instantiate(format!("{e:#}")))?;
+        if self.meter_fuel {
+            let setup = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
+            store.set_fuel(fuel).map_err(setup)?;
+            store
+                .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+                .map_err(setup)?;
+        }
         store.set_epoch_deadline(self.epoch.ticks_for(job.limits.timeout));
         store.epoch_deadline_trap();
 
@@ -268,6 +274,7 @@ impl Sandbox {
             Ok(Err(err)) => classify_error(&err, store.data().limiter.denied(), &job.limits)?,
         };
         let fuel_used = match status {
+            _ if !self.meter_fuel => None,
             Status::Timeout => None,
             Status::FuelExhausted => Some(fuel),
             _ => store.get_fuel().ok().map(|left| fuel.saturating_sub(left)),
@@ -309,7 +316,9 @@ impl Sandbox {
         let (out, err) = (CappedOutput::new(1 << 16), CappedOutput::new(1 << 16));
         let mut store = self.new_store(&job, &out, &err);
         let inst = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
-        store.set_fuel(job.limits.fuel).map_err(inst)?;
+        if self.meter_fuel {
+            store.set_fuel(job.limits.fuel).map_err(inst)?;
+        }
         store.set_epoch_deadline(self.epoch.ticks_for(job.limits.timeout));
         let instance = self.pre.instantiate_async(&mut store).await.map_err(inst)?;
         let version = instance.call_python_version(&mut store).await.map_err(inst)?;

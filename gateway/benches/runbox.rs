@@ -114,19 +114,53 @@ async fn in_process(sandbox: &executor::sandbox::Sandbox, code: &str, n: usize) 
     figures(samples, wall.elapsed())
 }
 
-fn native(code: &str, n: usize) -> Option<Figures> {
-    let python = ["python3"]
-        .into_iter()
-        .find(|p| Command::new(p).arg("-c").arg("0").output().is_ok())?;
+/// The real interpreter behind `python3` (resolving pyenv-style shims, which
+/// would otherwise add a shell script to every spawn).
+fn python() -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (!path.is_empty()).then_some(path)
+}
+
+/// A native `python3` process spawned per execution.
+fn native(python: &str, code: &str, n: usize) -> Figures {
     let mut samples = Vec::with_capacity(n);
     let wall = Instant::now();
     for _ in 0..n {
         let t = Instant::now();
-        let out = Command::new(python).arg("-c").arg(code).output().ok()?;
+        let out = Command::new(python)
+            .arg("-c")
+            .arg(code)
+            .output()
+            .expect("python3 runs");
         assert!(out.status.success());
         samples.push(t.elapsed());
     }
-    Some(figures(samples, wall.elapsed()))
+    figures(samples, wall.elapsed())
+}
+
+/// Native CPython's time for `code` alone: one process runs it `n` times and
+/// reports each run's `perf_counter` duration (no process start-up).
+fn native_compute(python: &str, code: &str, n: usize) -> Figures {
+    let harness = format!(
+        "import io, sys, time\ncode = compile({code:?}, 'main.py', 'exec')\nout = sys.stdout\nfor _ in range({n}):\n    sys.stdout = io.StringIO()\n    t = time.perf_counter()\n    exec(code, {{'__name__': '__main__'}})\n    d = time.perf_counter() - t\n    sys.stdout = out\n    print(d)\n"
+    );
+    let wall = Instant::now();
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(harness)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let samples = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .collect();
+    figures(samples, wall.elapsed())
 }
 
 /// A stand-in executor that answers at once: isolates the gateway's cost.
@@ -201,12 +235,13 @@ async fn main() {
 
     println!("### Executions ({n} per case, sequential; guest CPython {python_version})\n");
     println!(
-        "| case | median ms | p99 ms | exec/s | native `python3` median ms | native p99 ms | native exec/s | speed-up vs native (median) |"
+        "| case | median ms | p99 ms | exec/s | native `python3` spawn median ms | native p99 ms | native exec/s | speed-up vs native (median) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let python = python();
     let mut ratios = Vec::new();
     for (label, code) in [("`print('hi')`", HELLO), ("CPU loop (300k iterations)", CPU)] {
-        let native = native(code, n.min(200));
+        let native = python.as_deref().map(|p| native(p, code, n.min(200)));
         let inproc = in_process(&sandbox, code, n).await;
         let (http, http_rate) = http_case(&client, &exec_url, code, n, cpus).await;
         for (how, f) in [("in-process", &inproc), ("HTTP", &http)] {
@@ -232,6 +267,50 @@ async fn main() {
     for (label, rate) in ratios {
         println!("- {label} over HTTP with {cpus} concurrent clients: {rate:.0} exec/s");
     }
+
+    // Where the CPU-bound slowdown goes: the same loop without fuel metering.
+    let unmetered = executor::sandbox::Sandbox::load(
+        &ex.args().guest_wasm,
+        &executor::sandbox::EngineOptions {
+            cache_dir: ex.args().cache_dir(),
+            epoch_tick: Duration::from_millis(5),
+            meter_fuel: false,
+        },
+    )
+    .await
+    .expect("loading the unmetered guest");
+    let cpu_n = n.min(100);
+    let metered_cpu = in_process(&sandbox, CPU, cpu_n).await;
+    let unmetered_cpu = in_process(&unmetered, CPU, cpu_n).await;
+    let native_cpu = python.as_deref().map(|p| native_compute(p, CPU, cpu_n));
+    println!("\n### Where CPU-bound time goes (CPU loop, in-process, {cpu_n} runs each)\n");
+    println!("| configuration | median ms | vs native |");
+    println!("|---|---|---|");
+    let vs = |f: &Figures| {
+        native_cpu.as_ref().map_or("n/a".to_owned(), |nf| {
+            format!("{:.2}×", f.median.as_secs_f64() / nf.median.as_secs_f64())
+        })
+    };
+    if let Some(nf) = &native_cpu {
+        println!(
+            "| native CPython, the loop alone (no process start) | {} | 1.00× |",
+            ms(nf.median)
+        );
+    }
+    println!(
+        "| guest, fuel metering on (production) | {} | {} |",
+        ms(metered_cpu.median),
+        vs(&metered_cpu)
+    );
+    println!(
+        "| guest, fuel metering off | {} | {} |",
+        ms(unmetered_cpu.median),
+        vs(&unmetered_cpu)
+    );
+    println!(
+        "\nFuel metering costs {:.0}% on this loop.",
+        (metered_cpu.median.as_secs_f64() / unmetered_cpu.median.as_secs_f64() - 1.0) * 100.0
+    );
 
     let upstream = trivial_upstream().await;
     let gw = gateway_over(upstream).await;

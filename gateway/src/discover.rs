@@ -81,6 +81,36 @@ pub struct BackendSet {
     pub unready: usize,
 }
 
+impl BackendSet {
+    /// Same backends (by identity) and the same unready count.
+    pub fn same_as(&self, other: &BackendSet) -> bool {
+        self.unready == other.unready
+            && self.ready.len() == other.ready.len()
+            && self
+                .ready
+                .iter()
+                .zip(other.ready.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    /// Publishes `self` on `tx` if it differs from the current set; returns
+    /// whether it did. Subscribers wake only on a real change.
+    pub fn publish(self, tx: &watch::Sender<BackendSet>) -> bool {
+        tx.send_if_modified(|current| {
+            let changed = !current.same_as(&self);
+            if changed {
+                tracing::info!(
+                    ready = self.ready.len(),
+                    unready = self.unready,
+                    "executor set changed"
+                );
+                *current = self;
+            }
+            changed
+        })
+    }
+}
+
 /// A source of backends.
 pub trait Discovery: Send + Sync + 'static {
     /// The current set, updated whenever it changes.

@@ -30,6 +30,7 @@ pub async fn sandbox() -> &'static Sandbox {
             let opts = EngineOptions {
                 cache_dir: cache_dir(),
                 epoch_tick: Duration::from_millis(5),
+                meter_fuel: true,
             };
             Sandbox::load(&guest_wasm(), &opts)
                 .await

@@ -48,19 +48,7 @@ impl KubernetesDiscovery {
                     // state; publish only at consistent points.
                     Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
                     Ok(_) => {
-                        let set = backends_from(&store.state(), &config.port_name, &mut known);
-                        tx.send_if_modified(|current| {
-                            let changed = !same_set(current, &set);
-                            if changed {
-                                tracing::info!(
-                                    ready = set.ready.len(),
-                                    unready = set.unready,
-                                    "executor endpoints changed"
-                                );
-                                *current = set;
-                            }
-                            changed
-                        });
+                        backends_from(&store.state(), &config.port_name, &mut known).publish(&tx);
                     }
                     Err(error) => tracing::warn!(%error, "EndpointSlice watch failed; retrying"),
                 }
@@ -80,12 +68,6 @@ impl Discovery for KubernetesDiscovery {
     fn subscribe(&self) -> watch::Receiver<BackendSet> {
         self.rx.clone()
     }
-}
-
-fn same_set(a: &BackendSet, b: &BackendSet) -> bool {
-    a.unready == b.unready
-        && a.ready.len() == b.ready.len()
-        && a.ready.iter().zip(b.ready.iter()).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
 /// Usable per the API's nil semantics: `ready` nil means ready,

@@ -42,23 +42,7 @@ impl Shared {
             unready: self.backends.len() - ready.len(),
             ready: ready.into(),
         };
-        self.tx.send_if_modified(|current| {
-            let changed = current.ready.len() != set.ready.len()
-                || current
-                    .ready
-                    .iter()
-                    .zip(set.ready.iter())
-                    .any(|(a, b)| !Arc::ptr_eq(a, b));
-            if changed {
-                tracing::info!(
-                    ready = set.ready.len(),
-                    unready = set.unready,
-                    "executor set changed"
-                );
-            }
-            *current = set;
-            changed
-        });
+        set.publish(&self.tx);
     }
 
     fn set_up(&self, index: usize, up: bool) {

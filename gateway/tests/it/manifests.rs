@@ -1,33 +1,62 @@
-//! The gateway's side of the manifests: every variable they set is one the
-//! binary accepts (parsed by the real config struct).
+//! The manifests' environment against both binaries: every variable set on
+//! the executor and gateway containers (`k8s/tests/expected.json`, extracted
+//! and kept current by `k8s/tests/check.sh`) is one the binary accepts,
+//! parsed by its real config struct.
 
 use clap::Parser;
 use executor::config::env_to_args;
-use gateway::config::Config;
 use serde_json::Value;
 
-#[test]
-fn manifest_environment_is_accepted_by_the_gateway() {
+/// Each container of `binary` in the manifests, as (workload, env pairs).
+fn containers(binary: &str) -> Vec<(String, Vec<(String, String)>)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/tests/expected.json");
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let containers: Vec<&Value> = expected["containers"]
+    let found: Vec<_> = expected["containers"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["binary"] == "gateway")
+        .filter(|c| c["binary"] == binary)
+        .map(|c| {
+            let env = c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let name = e["name"].as_str().unwrap().to_owned();
+                    (name, e["value"].as_str().unwrap_or("").to_owned())
+                })
+                .collect();
+            (c["workload"].to_string(), env)
+        })
         .collect();
-    assert!(!containers.is_empty());
-    for c in containers {
-        let env: Vec<(&str, &str)> = c["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or("")))
-            .collect();
-        let args = env_to_args::<Config>(&env).unwrap_or_else(|e| panic!("{}: {e}", c["workload"]));
-        let parsed = Config::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(!found.is_empty(), "the manifests have no {binary} container");
+    found
+}
+
+/// Parses every `binary` container's environment with the config struct `C`.
+fn accepted<C: clap::CommandFactory + Parser>(binary: &str) -> Vec<C> {
+    containers(binary)
+        .into_iter()
+        .map(|(workload, env)| {
+            let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let args = env_to_args::<C>(&pairs).unwrap_or_else(|e| panic!("{workload}: {e}"));
+            C::try_parse_from(&args).unwrap_or_else(|e| panic!("{workload}: {args:?} rejected: {e}"))
+        })
+        .collect()
+}
+
+#[test]
+fn manifest_environment_is_accepted_by_the_executor() {
+    for config in accepted::<executor::config::Config>("executor") {
+        assert_eq!(config.listen.port(), 8080);
+    }
+}
+
+#[test]
+fn manifest_environment_is_accepted_by_the_gateway() {
+    for config in accepted::<gateway::config::Config>("gateway") {
         assert_eq!(
-            parsed.discovery_kind(),
+            config.discovery_kind(),
             gateway::config::DiscoveryKind::Kubernetes
         );
     }

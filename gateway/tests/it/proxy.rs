@@ -468,3 +468,51 @@ async fn sigterm_finishes_in_flight_requests() {
     .unwrap();
     assert!(exit.success());
 }
+
+#[tokio::test]
+async fn connect_failures_are_retried_elsewhere_and_eject_the_executor() {
+    let mut a = executor("a", "127.0.0.1:0", &[]);
+    let b = executor("b", "127.0.0.1:0", &[]);
+    // Probes are slow here, so only the passive path can notice a dead executor.
+    let gw = gateway(&[
+        ("GATEWAY_EXECUTORS", &format!("{},{}", a.base(), b.base())),
+        ("GATEWAY_RATE_LIMIT_RPS", "0"),
+        ("GATEWAY_PROBE_INTERVAL_MS", "60000"),
+    ]);
+    wait_backends(&gw, 2).await;
+    a.kill();
+    let client = reqwest::Client::new();
+    for _ in 0..4 {
+        let (status, executor, body) = execute(&client, &gw, "print('still')").await;
+        assert_eq!(
+            (status, executor.as_deref()),
+            (200, Some(b.base().as_str())),
+            "{body}"
+        );
+    }
+    let text = reqwest::get(gw.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&text, "gateway_retries_total"), Some(1.0), "{text}");
+    assert_eq!(
+        ready_backends(&gw).await,
+        1.0,
+        "the dead executor is ejected at once"
+    );
+
+    // With every executor gone, the answer is a clean 502.
+    drop(b);
+    let (status, _, body) = execute(&client, &gw, "print(1)").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("upstream_unreachable"))
+    );
+    let (status, _, body) = execute(&client, &gw, "print(1)").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("no_executors"))
+    );
+}
