@@ -473,6 +473,8 @@ async fn sigterm_finishes_in_flight_requests() {
 async fn connect_failures_are_retried_elsewhere_and_eject_the_executor() {
     let mut a = executor("a", "127.0.0.1:0", &[]);
     let b = executor("b", "127.0.0.1:0", &[]);
+    a.wait_ready().await;
+    b.wait_ready().await;
     // Probes are slow here, so only the passive path can notice a dead executor.
     let gw = gateway(&[
         ("GATEWAY_EXECUTORS", &format!("{},{}", a.base(), b.base())),
