@@ -1,8 +1,11 @@
 //! Static discovery: a fixed list of executor URLs, actively probed on
 //! `/readyz` and passively ejected when a connection to one fails; an
 //! ejected executor is re-admitted by the next successful probe.
+//!
+//! A busy executor can answer a probe late, so probes eject only after
+//! [`PROBE_FALL`] failures in a row; a refused connection ejects at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -22,14 +25,28 @@ pub struct StaticDiscovery {
     task: JoinHandle<()>,
 }
 
+/// Consecutive failed probes that take a ready executor out of the set.
+pub const PROBE_FALL: u32 = 3;
+
 #[derive(Debug)]
 struct Shared {
     backends: Vec<(Arc<Backend>, AtomicBool)>,
+    /// Consecutive failed probes per backend.
+    probe_failures: Vec<AtomicU32>,
     tx: watch::Sender<BackendSet>,
     publish: Mutex<()>,
 }
 
 impl Shared {
+    fn new(backends: Vec<(Arc<Backend>, AtomicBool)>, tx: watch::Sender<BackendSet>) -> Shared {
+        Shared {
+            probe_failures: backends.iter().map(|_| AtomicU32::new(0)).collect(),
+            backends,
+            tx,
+            publish: Mutex::new(()),
+        }
+    }
+
     fn publish(&self) {
         let _one_at_a_time = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
         let ready: Vec<_> = self
@@ -43,6 +60,18 @@ impl Shared {
             ready: ready.into(),
         };
         set.publish(&self.tx);
+    }
+
+    /// Applies one probe result: a success re-admits at once, failures eject
+    /// after [`PROBE_FALL`] in a row.
+    fn probed(&self, index: usize, ok: bool) {
+        let failures = &self.probe_failures[index];
+        if ok {
+            failures.store(0, Ordering::SeqCst);
+            self.set_up(index, true);
+        } else if failures.fetch_add(1, Ordering::SeqCst) + 1 >= PROBE_FALL {
+            self.set_up(index, false);
+        }
     }
 
     fn set_up(&self, index: usize, up: bool) {
@@ -77,11 +106,7 @@ impl StaticDiscovery {
                 )
             })
             .collect();
-        let shared = Arc::new(Shared {
-            backends,
-            tx,
-            publish: Mutex::new(()),
-        });
+        let shared = Arc::new(Shared::new(backends, tx));
         shared.publish();
         let task = tokio::spawn(probe_loop(Arc::clone(&shared), client, interval, timeout));
         StaticDiscovery { shared, rx, task }
@@ -126,8 +151,8 @@ async fn probe_loop(
             let client = client.clone();
             async move { (i, probe(&client, backend, timeout).await) }
         });
-        for (i, up) in futures::future::join_all(probes).await {
-            shared.set_up(i, up);
+        for (i, ok) in futures::future::join_all(probes).await {
+            shared.probed(i, ok);
         }
     }
 }
@@ -146,4 +171,36 @@ async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, backend: &Backend, 
         Some(ok)
     };
     matches!(tokio::time::timeout(timeout, request).await, Ok(Some(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_eject_only_after_consecutive_failures_and_readmit_at_once() {
+        let backend = Arc::new(Backend::new(
+            "a",
+            "a",
+            Target::Http("http://a:1/".parse().unwrap()),
+        ));
+        let (tx, rx) = watch::channel(BackendSet::default());
+        let shared = Shared::new(vec![(backend, AtomicBool::new(false))], tx);
+        let ready = || rx.borrow().ready.len();
+        shared.probed(0, true);
+        assert_eq!(ready(), 1);
+        for _ in 1..PROBE_FALL {
+            shared.probed(0, false);
+            assert_eq!(ready(), 1, "a slow probe or two is not enough");
+        }
+        shared.probed(0, true);
+        for _ in 1..PROBE_FALL {
+            shared.probed(0, false);
+        }
+        assert_eq!(ready(), 1, "a success resets the count");
+        shared.probed(0, false);
+        assert_eq!(ready(), 0);
+        shared.probed(0, true);
+        assert_eq!(ready(), 1);
+    }
 }
