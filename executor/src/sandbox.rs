@@ -220,7 +220,14 @@ impl Sandbox {
         self.cache
     }
 
-    fn new_store(&self, job: &Job, stdout: &CappedOutput, stderr: &CappedOutput) -> Store<Guest> {
+    /// A store for one run: WASI wired to the job's pipes, and every budget
+    /// of `job.limits` (memory, fuel, deadline) in force.
+    fn new_store(
+        &self,
+        job: &Job,
+        stdout: &CappedOutput,
+        stderr: &CappedOutput,
+    ) -> Result<Store<Guest>, SandboxError> {
         // No env vars, no args (sys.argv is set by the guest), no preopened
         // directories, no network: the builder's defaults grant none of them.
         let wasi = WasiCtx::builder()
@@ -240,7 +247,16 @@ impl Sandbox {
             },
         );
         store.limiter(|g| &mut g.limiter);
-        store
+        if self.meter_fuel {
+            let setup = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
+            store.set_fuel(job.limits.fuel).map_err(setup)?;
+            store
+                .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+                .map_err(setup)?;
+        }
+        store.set_epoch_deadline(self.epoch.ticks_for(job.limits.timeout));
+        store.epoch_deadline_trap();
+        Ok(store)
     }
 
     /// Runs `job` in a fresh instance. Guest failures of every kind are an
@@ -249,17 +265,8 @@ impl Sandbox {
         let started = Instant::now();
         let stdout = CappedOutput::new(job.limits.output_bytes);
         let stderr = CappedOutput::new(job.limits.output_bytes);
-        let mut store = self.new_store(job, &stdout, &stderr);
+        let mut store = self.new_store(job, &stdout, &stderr)?;
         let fuel = job.limits.fuel;
-        if self.meter_fuel {
-            let setup = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
-            store.set_fuel(fuel).map_err(setup)?;
-            store
-                .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-                .map_err(setup)?;
-        }
-        store.set_epoch_deadline(self.epoch.ticks_for(job.limits.timeout));
-        store.epoch_deadline_trap();
 
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
@@ -314,12 +321,8 @@ impl Sandbox {
             },
         };
         let (out, err) = (CappedOutput::new(1 << 16), CappedOutput::new(1 << 16));
-        let mut store = self.new_store(&job, &out, &err);
+        let mut store = self.new_store(&job, &out, &err)?;
         let inst = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
-        if self.meter_fuel {
-            store.set_fuel(job.limits.fuel).map_err(inst)?;
-        }
-        store.set_epoch_deadline(self.epoch.ticks_for(job.limits.timeout));
         let instance = self.pre.instantiate_async(&mut store).await.map_err(inst)?;
         let version = instance.call_python_version(&mut store).await.map_err(inst)?;
         let missing = instance.call_missing_modules(&mut store).await.map_err(inst)?;

@@ -2,7 +2,7 @@
 //! guest compiled ahead of time) and writes its figures into
 //! `docs/benchmarks.md` between the generated-section markers.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 
@@ -18,10 +18,7 @@ pub fn run(paths: &Paths, iterations: usize) -> Result<()> {
         cargo(paths).args(["build", "--release", "--package", "executor"]),
         "building (release)",
     )?;
-    let mut precompile = Command::new(paths.target_dir.join("release").join("executor"));
-    precompile.arg("precompile");
-    runtime_env(&mut precompile, paths);
-    status(&mut precompile, "compiling the guest ahead of time (cached)")?;
+    crate::precompile(paths, "release")?;
 
     let mut bench = cargo(paths);
     bench

@@ -23,7 +23,7 @@ fn dir(paths: &Paths) -> PathBuf {
 pub fn build(paths: &Paths) -> Result<()> {
     let dir = dir(paths);
     let lock = std::fs::read(dir.join("package-lock.json")).context("reading frontend/package-lock.json")?;
-    let digest: String = Sha256::digest(&lock).iter().map(|b| format!("{b:02x}")).collect();
+    let digest = crate::setup::hex(&Sha256::digest(&lock));
     let stamp = dir.join("node_modules").join(".runbox-lock-sha256");
     if std::fs::read_to_string(&stamp)
         .map(|s| s.trim() != digest)

@@ -114,16 +114,22 @@ fn run(paths: &Paths, args: &[String]) -> Result<()> {
         ]),
         "building the service (release)",
     )?;
-    let mut precompile = Command::new(paths.target_dir.join("release").join("executor"));
-    precompile.arg("precompile");
-    runtime_env(&mut precompile, paths);
-    status(&mut precompile, "compiling the guest ahead of time (cached)")?;
+    precompile(paths, "release")?;
     let binary = paths.target_dir.join("release").join("gateway");
     let mut cmd = Command::new(&binary);
     runtime_env(&mut cmd, paths);
     cmd.args(args);
     eprintln!("xtask: starting the gateway with an embedded executor: open http://127.0.0.1:8080");
     status(&mut cmd, "running the service")
+}
+
+/// Compiles the guest ahead of time into the AOT cache with the executor
+/// binary of `profile` (a no-op when the cached artifact is current).
+pub(crate) fn precompile(paths: &Paths, profile: &str) -> Result<()> {
+    let mut cmd = Command::new(paths.target_dir.join(profile).join("executor"));
+    cmd.arg("precompile");
+    runtime_env(&mut cmd, paths);
+    status(&mut cmd, "compiling the guest ahead of time (cached)")
 }
 
 /// An offline check script of the repo (`bash <script>`), with the cache dir.
@@ -156,10 +162,7 @@ fn test(paths: &Paths) -> Result<()> {
         "building the binaries",
     )?;
     // Compile the guest once, before the tests load it many times at once.
-    let mut precompile = Command::new(paths.target_dir.join("debug").join("executor"));
-    precompile.arg("precompile");
-    runtime_env(&mut precompile, paths);
-    status(&mut precompile, "precompiling the guest")?;
+    precompile(paths, "debug")?;
     frontend::e2e(paths)?;
     let mut tests = cargo(paths);
     tests.args(["test", "--workspace"]);

@@ -13,8 +13,13 @@ use crate::status;
 const GUEST_DIR: &str = "executor/guest";
 const REQUIREMENTS: &str = "executor/guest/requirements.txt";
 
+/// Lower-case hex of a SHA-256 digest.
+pub(crate) fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// The virtualenv holding componentize-py, named after the hash of the pinned
@@ -73,7 +78,7 @@ fn guest_inputs_digest(paths: &Paths) -> Result<String> {
         h.update(f.strip_prefix(&dir).unwrap_or(&f).to_string_lossy().as_bytes());
         h.update(std::fs::read(&f)?);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&h.finalize()))
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
