@@ -125,7 +125,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn admits_up_to_concurrency_then_queues_then_rejects() {
-        let a = Admission::new(2, 1, Duration::from_secs(5), Metrics::new());
+        let a = Admission::new(2, 1, Duration::from_secs(5), Metrics::new(&["python"]));
         let s1 = a.admit().await.unwrap();
         let _s2 = a.admit().await.unwrap();
         assert_eq!(a.running(), 2);
@@ -145,7 +145,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_queued_request_times_out() {
-        let a = Admission::new(1, 4, Duration::from_millis(100), Metrics::new());
+        let a = Admission::new(1, 4, Duration::from_millis(100), Metrics::new(&["python"]));
         let _busy = a.admit().await.unwrap();
         assert_eq!(a.admit().await.unwrap_err(), Rejected::QueueTimeout);
         assert_eq!(a.queued(), 0);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::limits::{LimitPolicy, Limits};
+use runbox_api::{LimitPolicy, Limits};
 
 /// runbox executor: runs untrusted Python snippets in fresh wasmtime sandboxes.
 #[derive(Debug, Clone, Parser)]
@@ -29,7 +29,7 @@ pub struct Config {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Compile the guest into the cache directory and exit (for images and CI).
+    /// Compile the configured runtimes into the cache directory and exit (for images and CI).
     Precompile,
 }
 
@@ -37,6 +37,16 @@ pub enum Command {
 /// which embeds an executor when it has no remote ones.
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeArgs {
+    /// The runtimes to load, comma-separated; the first is the default
+    /// (`executor --help` lists the available ones).
+    #[arg(
+        long,
+        env = "EXECUTOR_RUNTIMES",
+        value_delimiter = ',',
+        default_value = "python"
+    )]
+    pub runtimes: Vec<String>,
+
     /// The Python guest component built by `cargo xtask guest`.
     #[arg(
         long,

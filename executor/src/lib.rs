@@ -1,20 +1,24 @@
 //! # runbox executor
 //!
-//! Runs untrusted Python snippets, each in a fresh WebAssembly sandbox.
+//! Runs untrusted code snippets, each in a fresh WebAssembly sandbox.
 //!
 //! ## Layout: one request, top to bottom
 //!
-//! - [`api`]: `POST /execute` arrives; the body is parsed and validated into a
-//!   job, the limits are resolved against the server's defaults and maxima,
-//!   and every failure becomes one JSON error shape with a stable `code`.
+//! - [`api`]: `POST /execute` arrives; the body is parsed by type into a
+//!   `runbox_api::ExecuteRequest` (every failure one JSON error shape with a
+//!   stable `code`), the runtime is picked from the [`runtimes`] registry and
+//!   the limits resolved against that runtime's defaults and maxima.
 //! - [`admission`]: the job waits for one of `concurrency` execution slots in
 //!   a bounded queue, or is turned away at once with 429.
+//! - [`runtimes`]: the seam: each runtime is a module that loads a sandbox;
+//!   the registry maps a request's `runtime` to one.
 //! - [`sandbox`]: a fresh wasmtime [`Store`](wasmtime::Store) is made from the
-//!   pre-linked CPython component (compiled ahead of time, see
-//!   `sandbox/cache.rs`); the snippet runs as `__main__`, and the way it
-//!   ended (exit, exception, trap) is classified into a [`sandbox::Status`].
-//! - [`limits`]: the budgets the store runs under: fuel, a memory limiter,
-//!   the epoch deadline, and capped stdout/stderr.
+//!   pre-linked component (compiled ahead of time, see `sandbox/cache.rs`);
+//!   the snippet runs, and the way it ended (exit, exception, trap) becomes a
+//!   `Status` and the `LimitHit` that caused it.
+//! - `sandbox::limits`: the budgets inside the store: a memory limiter and
+//!   capped stdout/stderr (fuel and the epoch deadline are set on the store).
+//!   What a run may ask for is policy, in `runbox_api::limits`.
 //! - [`metrics`]: Prometheus counters and gauges, `GET /metrics`.
 //!
 //! [`config`] holds every flag and default; [`run`] serves the router on a
@@ -23,8 +27,8 @@
 pub mod admission;
 pub mod api;
 pub mod config;
-pub mod limits;
 pub mod metrics;
+pub mod runtimes;
 pub mod sandbox;
 
 use std::future::Future;
@@ -36,9 +40,9 @@ use tokio::net::TcpListener;
 
 use crate::admission::Admission;
 use crate::config::RuntimeArgs;
-use crate::limits::LimitPolicy;
 use crate::metrics::Metrics;
-use crate::sandbox::{EngineOptions, Sandbox, SandboxError};
+pub use crate::runtimes::LoadError;
+use crate::runtimes::Registry;
 
 /// The executor service: shared state behind every request. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -49,9 +53,8 @@ pub struct Executor {
 #[derive(Debug)]
 struct Inner {
     args: RuntimeArgs,
-    policy: LimitPolicy,
     name: String,
-    sandbox: OnceLock<Arc<Sandbox>>,
+    registry: OnceLock<Registry>,
     draining: AtomicBool,
     admission: Admission,
     metrics: Metrics,
@@ -61,7 +64,8 @@ impl Executor {
     /// A service with no runtime yet: it answers 503 `not_ready` until
     /// [`Executor::load`] finishes.
     pub fn new(args: &RuntimeArgs) -> Executor {
-        let metrics = Metrics::new();
+        let names: Vec<&str> = args.runtimes.iter().map(String::as_str).collect();
+        let metrics = Metrics::new(&names);
         metrics.set_ready(false);
         let admission = Admission::new(
             args.concurrency(),
@@ -71,10 +75,9 @@ impl Executor {
         );
         Executor {
             inner: Arc::new(Inner {
-                policy: args.limit_policy(),
                 name: args.executor_name(),
                 args: args.clone(),
-                sandbox: OnceLock::new(),
+                registry: OnceLock::new(),
                 draining: AtomicBool::new(false),
                 admission,
                 metrics,
@@ -82,30 +85,28 @@ impl Executor {
         }
     }
 
-    /// Loads the Python runtime (from the AOT cache when possible) and
+    /// Loads the configured runtimes (from the AOT cache when possible) and
     /// becomes ready.
-    pub async fn load(&self) -> Result<Arc<Sandbox>, SandboxError> {
-        let args = &self.inner.args;
-        let opts = EngineOptions {
-            cache_dir: args.cache_dir(),
-            epoch_tick: Duration::from_millis(args.epoch_tick_ms),
-            meter_fuel: true,
-        };
-        let sandbox = Arc::new(Sandbox::load(&args.guest_wasm, &opts).await?);
-        tracing::info!(
-            python = sandbox.python_version(),
-            cache = ?sandbox.cache_outcome(),
-            missing_modules = sandbox.missing_modules().len(),
-            "runtime loaded"
-        );
-        let sandbox = Arc::clone(self.inner.sandbox.get_or_init(|| sandbox));
-        self.inner.metrics.set_ready(!self.is_draining());
-        Ok(sandbox)
+    pub async fn load(&self) -> Result<(), LoadError> {
+        let registry = Registry::load(&self.inner.args).await?;
+        self.install(registry);
+        Ok(())
     }
 
-    /// The loaded runtime, once ready.
-    pub fn sandbox(&self) -> Option<&Arc<Sandbox>> {
-        self.inner.sandbox.get()
+    /// Becomes ready with runtimes loaded elsewhere (tests, benchmarks).
+    pub fn install(&self, registry: Registry) {
+        let _ = self.inner.registry.set(registry);
+        self.inner.metrics.set_ready(!self.is_draining());
+    }
+
+    /// The loaded runtimes, once ready.
+    pub fn registry(&self) -> Option<&Registry> {
+        self.inner.registry.get()
+    }
+
+    /// Loaded and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.registry().is_some() && !self.is_draining()
     }
 
     /// Stops taking new work: readiness turns false and new executions get
@@ -125,10 +126,6 @@ impl Executor {
 
     pub fn args(&self) -> &RuntimeArgs {
         &self.inner.args
-    }
-
-    pub fn limit_policy(&self) -> LimitPolicy {
-        self.inner.policy
     }
 
     pub fn admission(&self) -> &Admission {
@@ -171,37 +168,4 @@ pub async fn run(
             Ok(())
         }
     }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
-/// Installs the tracing subscriber (text or JSON; filter from `RUST_LOG`).
-pub fn init_tracing(format: config::LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        config::LogFormat::Json => builder.json().try_init(),
-        config::LogFormat::Text => builder.try_init(),
-    };
 }

@@ -1,25 +1,27 @@
-//! `executor`: parse config, init tracing, bind, load the runtime, serve.
+//! `executor`: parse config, init tracing, bind, load the runtimes, serve.
 
 use anyhow::Context;
 use clap::Parser;
-use executor::config::{Command, Config};
-use executor::{Executor, sandbox};
+use executor::Executor;
+use executor::config::{Command, Config, LogFormat};
+use executor::runtimes;
+use runbox_api::server::{init_tracing, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    executor::init_tracing(config.log.log_format);
+    init_tracing(config.log.log_format == LogFormat::Json);
 
     if let Some(Command::Precompile) = config.command {
-        let dir = config
-            .runtime
-            .cache_dir()
-            .context("precompile needs a cache directory (--cache-dir)")?;
-        let engine = sandbox::engine(true)?;
-        let path = sandbox::precompile(&engine, &config.runtime.guest_wasm, &dir)?;
-        println!("{}", path.display());
+        for def in runtimes::select(&config.runtime.runtimes)? {
+            let path = (def.precompile)(&config.runtime)
+                .with_context(|| format!("precompiling runtime `{}`", def.name))?;
+            println!("{}", path.display());
+        }
         return Ok(());
     }
+    // An unknown runtime name is a configuration error: fail before binding.
+    runtimes::select(&config.runtime.runtimes)?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -31,18 +33,25 @@ async fn main() -> anyhow::Result<()> {
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::spawn(async move {
         if let Err(e) = loader.load().await {
-            let _ = failed_tx.send(e.to_string());
+            let _ = failed_tx.send(format!("{e:#}"));
         }
     });
+    let (reason_tx, reason_rx) = tokio::sync::oneshot::channel::<String>();
     let shutdown = async move {
         tokio::select! {
-            () = executor::shutdown_signal() => {},
-            Ok(error) = failed_rx => tracing::error!(%error, "runtime failed to load; exiting"),
+            () = shutdown_signal() => {},
+            Ok(error) = failed_rx => {
+                tracing::error!(%error, "a runtime failed to load; exiting");
+                let _ = reason_tx.send(error);
+            }
         }
     };
     executor::run(listener, executor.clone(), shutdown).await?;
-    if executor.sandbox().is_none() {
-        anyhow::bail!("the Python runtime never loaded");
+    if let Ok(reason) = reason_rx.await {
+        anyhow::bail!("{reason}");
+    }
+    if executor.registry().is_none() {
+        anyhow::bail!("the runtimes never loaded");
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! (not globally, so tests and an embedding gateway can hold several).
 //!
 //! Names follow `executor_<name>_<unit>[_total]`; labels come from small
-//! fixed sets (`status`, `reason` = the API error code).
+//! fixed sets: `runtime` (the runtimes this process serves), `status`
+//! ([`Status::ALL`]) and `reason` ([`ErrorCode::ALL`]), every series
+//! registered up front so a `rate()` never meets one that appears late.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::sandbox::Status;
+use runbox_api::{ErrorCode, Status};
 
 pub const EXECUTIONS_TOTAL: &str = "executor_executions_total";
 pub const EXECUTION_DURATION_SECONDS: &str = "executor_execution_duration_seconds";
@@ -20,22 +22,6 @@ pub const QUEUE_DEPTH: &str = "executor_queue_depth";
 pub const CONCURRENCY_LIMIT: &str = "executor_concurrency_limit";
 pub const REJECTED_TOTAL: &str = "executor_rejected_total";
 pub const READY: &str = "executor_ready";
-
-/// Error codes that count as rejections; fixed so every series exists from
-/// the start (a rate() over a series that appears late reads as zero).
-pub const REJECT_REASONS: [&str; 11] = [
-    "invalid_json",
-    "invalid_request",
-    "payload_too_large",
-    "unsupported_media_type",
-    "unknown_runtime",
-    "invalid_limits",
-    "overloaded",
-    "not_ready",
-    "shutting_down",
-    "not_found",
-    "internal",
-];
 
 const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -50,14 +36,20 @@ pub struct Metrics {
 struct Inner {
     recorder: Option<PrometheusRecorder>,
     handle: PrometheusHandle,
-    executions: Vec<(Status, Counter)>,
-    duration: Histogram,
-    fuel: Histogram,
+    runtimes: Vec<PerRuntime>,
     inflight: Gauge,
     queue_depth: Gauge,
     concurrency_limit: Gauge,
     ready: Gauge,
-    rejected: Vec<(&'static str, Counter)>,
+    rejected: Vec<(ErrorCode, Counter)>,
+}
+
+/// The series of one runtime.
+struct PerRuntime {
+    name: String,
+    executions: Vec<(Status, Counter)>,
+    duration: Histogram,
+    fuel: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -67,7 +59,8 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Metrics for a process serving `runtimes`.
+    pub fn new(runtimes: &[&str]) -> Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full(EXECUTION_DURATION_SECONDS.into()),
@@ -77,7 +70,7 @@ impl Metrics {
             .expect("bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
-        let mut inner = metrics::with_local_recorder(&recorder, || register(handle));
+        let mut inner = metrics::with_local_recorder(&recorder, || register(handle, runtimes));
         inner.recorder = Some(recorder);
         Metrics {
             inner: Arc::new(inner),
@@ -90,19 +83,25 @@ impl Metrics {
         self.inner.handle.render()
     }
 
-    pub fn execution(&self, status: Status, duration: Duration, fuel: Option<u64>) {
-        if let Some((_, c)) = self.inner.executions.iter().find(|(s, _)| *s == status) {
+    /// One finished execution of `runtime` (a runtime this process serves).
+    pub fn execution(&self, runtime: &str, status: Status, duration: Duration, fuel: Option<u64>) {
+        let Some(series) = self.inner.runtimes.iter().find(|r| r.name == runtime) else {
+            debug_assert!(false, "metrics for unregistered runtime {runtime}");
+            return;
+        };
+        if let Some((_, c)) = series.executions.iter().find(|(s, _)| *s == status) {
             c.increment(1);
         }
-        self.inner.duration.record(duration.as_secs_f64());
+        series.duration.record(duration.as_secs_f64());
         if let Some(fuel) = fuel {
             // Precision loss above 2^53 fuel units is irrelevant for buckets.
             #[allow(clippy::cast_precision_loss)]
-            self.inner.fuel.record(fuel as f64);
+            series.fuel.record(fuel as f64);
         }
     }
 
-    pub fn rejected(&self, code: &str) {
+    /// A request answered with the error `code` instead of an execution.
+    pub fn rejected(&self, code: ErrorCode) {
         if let Some((_, c)) = self.inner.rejected.iter().find(|(r, _)| *r == code) {
             c.increment(1);
         }
@@ -125,14 +124,11 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn register(handle: PrometheusHandle) -> Inner {
-    metrics::describe_counter!(EXECUTIONS_TOTAL, "Executions of guest code, by outcome status.");
+fn register(handle: PrometheusHandle, runtimes: &[&str]) -> Inner {
+    metrics::describe_counter!(
+        EXECUTIONS_TOTAL,
+        "Executions of guest code, by runtime and outcome status."
+    );
     metrics::describe_histogram!(
         EXECUTION_DURATION_SECONDS,
         Unit::Seconds,
@@ -160,19 +156,28 @@ fn register(handle: PrometheusHandle) -> Inner {
     Inner {
         recorder: None,
         handle,
-        executions: Status::ALL
+        runtimes: runtimes
             .iter()
-            .map(|s| (*s, metrics::counter!(EXECUTIONS_TOTAL, "status" => s.as_str())))
+            .map(|name| PerRuntime {
+                name: (*name).to_owned(),
+                executions: Status::ALL
+                    .iter()
+                    .map(|s| {
+                        let labels = [("runtime", (*name).to_owned()), ("status", s.as_str().to_owned())];
+                        (*s, metrics::counter!(EXECUTIONS_TOTAL, &labels))
+                    })
+                    .collect(),
+                duration: metrics::histogram!(EXECUTION_DURATION_SECONDS, "runtime" => (*name).to_owned()),
+                fuel: metrics::histogram!(FUEL_CONSUMED, "runtime" => (*name).to_owned()),
+            })
             .collect(),
-        duration: metrics::histogram!(EXECUTION_DURATION_SECONDS),
-        fuel: metrics::histogram!(FUEL_CONSUMED),
         inflight: metrics::gauge!(INFLIGHT_EXECUTIONS),
         queue_depth: metrics::gauge!(QUEUE_DEPTH),
         concurrency_limit: metrics::gauge!(CONCURRENCY_LIMIT),
         ready: metrics::gauge!(READY),
-        rejected: REJECT_REASONS
+        rejected: ErrorCode::ALL
             .iter()
-            .map(|r| (*r, metrics::counter!(REJECTED_TOTAL, "reason" => *r)))
+            .map(|r| (*r, metrics::counter!(REJECTED_TOTAL, "reason" => r.as_str())))
             .collect(),
     }
 }
@@ -183,9 +188,9 @@ mod tests {
 
     #[test]
     fn every_metric_is_rendered_with_help_and_buckets() {
-        let m = Metrics::new();
-        m.execution(Status::Ok, Duration::from_millis(3), Some(5_000_000));
-        m.rejected("overloaded");
+        let m = Metrics::new(&["python"]);
+        m.execution("python", Status::Ok, Duration::from_millis(3), Some(5_000_000));
+        m.rejected(ErrorCode::Overloaded);
         m.set_inflight(2);
         let text = m.render();
         for name in [
@@ -203,15 +208,15 @@ mod tests {
             );
         }
         assert!(
-            text.contains("executor_executions_total{status=\"ok\"} 1"),
+            text.contains("executor_executions_total{runtime=\"python\",status=\"ok\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("executor_executions_total{status=\"timeout\"} 0"),
+            text.contains("executor_executions_total{runtime=\"python\",status=\"timeout\"} 0"),
             "{text}"
         );
         assert!(
-            text.contains("executor_execution_duration_seconds_bucket{le=\"0.005\"} 1"),
+            text.contains("executor_execution_duration_seconds_bucket{runtime=\"python\",le=\"0.005\"} 1"),
             "{text}"
         );
         assert!(
@@ -219,12 +224,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("executor_inflight_executions 2"), "{text}");
+        for code in ErrorCode::ALL {
+            let series = format!("executor_rejected_total{{reason=\"{code}\"}}");
+            assert!(text.contains(&series), "{series} is registered up front");
+        }
     }
 
     #[test]
     fn two_instances_do_not_share_counts() {
-        let (a, b) = (Metrics::new(), Metrics::new());
-        a.rejected("internal");
+        let (a, b) = (Metrics::new(&["python"]), Metrics::new(&["python"]));
+        a.rejected(ErrorCode::Internal);
         assert!(
             a.render()
                 .contains("executor_rejected_total{reason=\"internal\"} 1")

@@ -7,6 +7,7 @@
 
 mod cache;
 mod epoch;
+pub mod limits;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
-use crate::limits::{CappedOutput, Limits, MemoryLimiter};
+pub use runbox_api::{LimitHit, LimitKind, Limits, Status};
+
+use self::limits::{CappedOutput, MemoryLimiter};
 
 pub use cache::{CacheOutcome, precompile};
 
@@ -57,37 +60,6 @@ fn load_err(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Load(format!("{e:#}"))
 }
 
-/// What the snippet's run came to. Every variant is a normal outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Ok,
-    Error,
-    Timeout,
-    FuelExhausted,
-    MemoryExceeded,
-}
-
-impl Status {
-    pub const ALL: [Status; 5] = [
-        Status::Ok,
-        Status::Error,
-        Status::Timeout,
-        Status::FuelExhausted,
-        Status::MemoryExceeded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Error => "error",
-            Status::Timeout => "timeout",
-            Status::FuelExhausted => "fuel_exhausted",
-            Status::MemoryExceeded => "memory_exceeded",
-        }
-    }
-}
-
 /// One snippet to run.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -110,6 +82,8 @@ pub struct Outcome {
     pub duration: Duration,
     /// Exact fuel burnt; `None` after a timeout, where wasmtime cannot tell.
     pub fuel_used: Option<u64>,
+    /// The limit that ended the run or, when none did, cut its output.
+    pub limit: Option<LimitHit>,
 }
 
 /// Engine settings that matter to the compiled artifact.
@@ -275,10 +249,15 @@ impl Sandbox {
         let ended = tokio::time::timeout(job.limits.timeout + DEADLINE_GRACE, run).await;
         let duration = started.elapsed();
 
-        let (status, exit_code, note) = match ended {
-            Err(_elapsed) => (Status::Timeout, None, Some(timeout_note(&job.limits))),
-            Ok(Ok(code)) => classify_exit(code, store.data().limiter.denied(), &job.limits),
-            Ok(Err(err)) => classify_error(&err, store.data().limiter.denied(), &job.limits)?,
+        let Ended {
+            status,
+            exit_code,
+            limit,
+            note,
+        } = match ended {
+            Err(_elapsed) => Ended::by(Status::Timeout, LimitKind::Timeout),
+            Ok(Ok(code)) => Ended::exit(code, store.data().limiter.denied()),
+            Ok(Err(err)) => Ended::error(&err, store.data().limiter.denied())?,
         };
         let fuel_used = match status {
             _ if !self.meter_fuel => None,
@@ -289,12 +268,18 @@ impl Sandbox {
         drop(store);
         let (stdout_bytes, stdout_truncated) = stdout.take();
         let (mut stderr_bytes, stderr_truncated) = stderr.take();
+        let limit = limit.map(|kind| LimitHit::new(kind, &job.limits));
+        // The note for people reading raw stderr; clients read `limit`.
+        let note = note.or_else(|| limit.as_ref().map(|hit| hit.note(status)));
         if let Some(note) = note {
             if !stderr_bytes.is_empty() && !stderr_bytes.ends_with(b"\n") {
                 stderr_bytes.push(b'\n');
             }
             stderr_bytes.extend_from_slice(note.as_bytes());
         }
+        let limit = limit.or_else(|| {
+            (stdout_truncated || stderr_truncated).then(|| LimitHit::new(LimitKind::Output, &job.limits))
+        });
         Ok(Outcome {
             status,
             exit_code,
@@ -304,6 +289,7 @@ impl Sandbox {
             stderr_truncated,
             duration,
             fuel_used,
+            limit,
         })
     }
 
@@ -330,66 +316,104 @@ impl Sandbox {
     }
 }
 
-fn timeout_note(limits: &Limits) -> String {
-    format!(
-        "[runbox] timeout: the run exceeded its wall-clock limit of {} ms\n",
-        limits.timeout.as_millis()
-    )
+/// How a run ended: its status and exit code, the limit that ended it, and
+/// a note for stderr when the interpreter itself failed.
+#[derive(Debug, PartialEq, Eq)]
+struct Ended {
+    status: Status,
+    exit_code: Option<i32>,
+    limit: Option<LimitKind>,
+    note: Option<String>,
 }
 
-fn memory_note(limits: &Limits) -> String {
-    format!(
-        "[runbox] memory_exceeded: the guest asked for more than its memory limit of {} bytes\n",
-        limits.memory_bytes
-    )
-}
-
-/// A guest that returned normally: its exit code decides, unless it failed
-/// after being refused memory.
-fn classify_exit(code: i32, memory_denied: bool, limits: &Limits) -> (Status, Option<i32>, Option<String>) {
-    match (code, memory_denied) {
-        (0, _) => (Status::Ok, Some(0), None),
-        (code, true) => (Status::MemoryExceeded, Some(code), Some(memory_note(limits))),
-        (code, false) => (Status::Error, Some(code), None),
-    }
-}
-
-/// A guest that trapped or called `exit`: find out which limit, if any, did it.
-fn classify_error(
-    err: &wasmtime::Error,
-    memory_denied: bool,
-    limits: &Limits,
-) -> Result<(Status, Option<i32>, Option<String>), SandboxError> {
-    if let Some(exit) = err.downcast_ref::<I32Exit>() {
-        // `os._exit(n)` or a WASI `exit` from inside the interpreter.
-        return Ok(classify_exit(exit.0, memory_denied, limits));
-    }
-    let Some(trap) = err.downcast_ref::<Trap>() else {
-        if memory_denied {
-            return Ok((Status::MemoryExceeded, None, Some(memory_note(limits))));
+impl Ended {
+    /// Stopped by `limit`: no exit code.
+    fn by(status: Status, limit: LimitKind) -> Ended {
+        Ended {
+            status,
+            exit_code: None,
+            limit: Some(limit),
+            note: None,
         }
-        return Err(SandboxError::Instantiate(format!("{err:#}")));
-    };
-    Ok(match trap {
-        Trap::OutOfFuel => (
-            Status::FuelExhausted,
-            None,
-            Some(format!(
-                "[runbox] fuel_exhausted: the run used up its CPU budget of {} fuel units\n",
-                limits.fuel
-            )),
-        ),
-        Trap::Interrupt => (Status::Timeout, None, Some(timeout_note(limits))),
-        _ if memory_denied => (Status::MemoryExceeded, None, Some(memory_note(limits))),
-        Trap::StackOverflow => (
-            Status::Error,
-            None,
-            Some("[runbox] error: the guest overflowed its stack (recursion too deep)\n".to_owned()),
-        ),
-        other => (
-            Status::Error,
-            None,
-            Some(format!("[runbox] error: the interpreter crashed: {other}\n")),
-        ),
-    })
+    }
+
+    fn crashed(note: String) -> Ended {
+        Ended {
+            status: Status::Error,
+            exit_code: None,
+            limit: None,
+            note: Some(note),
+        }
+    }
+
+    /// A guest that returned normally: its exit code decides, unless it
+    /// failed after being refused memory.
+    fn exit(code: i32, memory_denied: bool) -> Ended {
+        let (status, limit) = match (code, memory_denied) {
+            (0, _) => (Status::Ok, None),
+            (_, true) => (Status::MemoryExceeded, Some(LimitKind::Memory)),
+            (_, false) => (Status::Error, None),
+        };
+        Ended {
+            status,
+            exit_code: Some(code),
+            limit,
+            note: None,
+        }
+    }
+
+    /// A guest that trapped or called `exit`: find out which limit, if any,
+    /// did it. Anything that is neither is a host fault.
+    fn error(err: &wasmtime::Error, memory_denied: bool) -> Result<Ended, SandboxError> {
+        if let Some(exit) = err.downcast_ref::<I32Exit>() {
+            // `os._exit(n)` or a WASI `exit` from inside the interpreter.
+            return Ok(Ended::exit(exit.0, memory_denied));
+        }
+        let Some(trap) = err.downcast_ref::<Trap>() else {
+            if memory_denied {
+                return Ok(Ended::by(Status::MemoryExceeded, LimitKind::Memory));
+            }
+            return Err(SandboxError::Instantiate(format!("{err:#}")));
+        };
+        Ok(match trap {
+            Trap::OutOfFuel => Ended::by(Status::FuelExhausted, LimitKind::Fuel),
+            Trap::Interrupt => Ended::by(Status::Timeout, LimitKind::Timeout),
+            _ if memory_denied => Ended::by(Status::MemoryExceeded, LimitKind::Memory),
+            Trap::StackOverflow => Ended::crashed(
+                "[runbox] error: the guest overflowed its stack (recursion too deep)\n".to_owned(),
+            ),
+            other => Ended::crashed(format!("[runbox] error: the interpreter crashed: {other}\n")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_are_classified_by_code_and_memory_denial() {
+        assert_eq!(Ended::exit(0, true).status, Status::Ok);
+        assert_eq!(Ended::exit(3, false).exit_code, Some(3));
+        let e = Ended::exit(1, true);
+        assert_eq!(
+            (e.status, e.limit),
+            (Status::MemoryExceeded, Some(LimitKind::Memory))
+        );
+    }
+
+    #[test]
+    fn traps_name_the_limit_that_fired() {
+        let trap = |t: Trap| Ended::error(&wasmtime::Error::new(t), false).unwrap();
+        assert_eq!(trap(Trap::OutOfFuel).limit, Some(LimitKind::Fuel));
+        assert_eq!(trap(Trap::Interrupt).status, Status::Timeout);
+        let overflow = trap(Trap::StackOverflow);
+        assert_eq!((overflow.status, overflow.limit), (Status::Error, None));
+        assert!(overflow.note.unwrap().contains("stack"));
+        assert!(Ended::error(&wasmtime::Error::msg("host"), false).is_err());
+        assert_eq!(
+            Ended::error(&wasmtime::Error::msg("host"), true).unwrap().limit,
+            Some(LimitKind::Memory)
+        );
+    }
 }

@@ -8,6 +8,7 @@ import { ApiFailure, execute, runtimes } from './api.js';
 import { parseArgs } from './args.js';
 import { createEditor } from './editor.js';
 import { EXAMPLES } from './examples.js';
+import { STATUS_LABEL, describeResult, describeStream, formatMs } from './result.js';
 import { LIMIT_KEYS, decodeShare, encodeShare } from './share.js';
 
 const $ = (id) => document.getElementById(id);
@@ -16,7 +17,7 @@ const el = {
   examples: $('examples'), share: $('share'), sharePanel: $('share-panel'), shareUrl: $('share-url'), shareNote: $('share-note'),
   args: $('args'), stdin: $('stdin'), limits: $('limits'), limitsSummary: $('limits-summary'),
   history: $('history'), historyList: $('history-list'), historyClear: $('history-clear'),
-  runtime: $('runtime'), badge: $('badge'), explain: $('explain'), meta: $('meta'),
+  runtime: $('runtime'), status: $('status'), badge: $('badge'), explain: $('explain'), meta: $('meta'),
   output: document.querySelector('.output'), stdout: $('stdout'), stderr: $('stderr'), stdoutBox: $('stdout-box'), stderrBox: $('stderr-box'),
 };
 const limitInput = Object.fromEntries(LIMIT_KEYS.map((k) => [k, $(`limit-${k}`)]));
@@ -132,6 +133,7 @@ function setRunning(on) {
     tick();
     tickTimer = setInterval(tick, 100);
     setBadge('running', 'running');
+    setLimit(null);
     el.explain.textContent = 'Running in a fresh sandbox…';
   } else {
     el.runLabel.textContent = 'Run';
@@ -140,22 +142,32 @@ function setRunning(on) {
 
 // ---- rendering --------------------------------------------------------------
 
-const STATUS_LABEL = {
-  ok: 'ok', error: 'error', timeout: 'timeout', fuel_exhausted: 'fuel exhausted', memory_exceeded: 'memory exceeded',
-};
 const compact = new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 });
-const compactLong = new Intl.NumberFormat('en', { notation: 'compact', compactDisplay: 'long', maximumFractionDigits: 1 });
 const whole = new Intl.NumberFormat('en');
+const EMPTY_STREAM = describeStream('');
 
 function setBadge(kind, text) {
   el.badge.className = `badge ${kind}`;
   el.badge.textContent = text;
 }
 
+/** The limit notice: `data-limit` on the status line, the server's own words as its tooltip. */
+function setLimit(limit) {
+  if (limit) {
+    el.status.dataset.limit = limit.kind;
+    el.explain.title = limit.message;
+  } else {
+    delete el.status.dataset.limit;
+    el.explain.removeAttribute('title');
+  }
+}
+
+/** Shows a run; what it says comes from describeResult (stderr is never parsed). */
 function renderResult(result, executor, requested) {
-  const status = result.status in STATUS_LABEL ? result.status : 'error';
-  setBadge(status, STATUS_LABEL[status] ?? result.status);
-  el.explain.textContent = explain(result, requested);
+  const view = describeResult(result, { ...serverLimits?.default, ...requested });
+  setBadge(view.status, view.label);
+  setLimit(view.limit);
+  el.explain.textContent = view.explain;
 
   const items = [['time', formatMs(result.duration_ms)]];
   if (result.fuel_used != null) items.push(['fuel', compact.format(result.fuel_used), `${whole.format(result.fuel_used)} fuel units`]);
@@ -164,56 +176,21 @@ function renderResult(result, executor, requested) {
   if (executor) items.push(['executor', executor]);
   renderMeta(items);
 
-  const outputLimit = effectiveLimit('output_bytes', requested);
-  renderStream(el.stdout, el.stdoutBox, result.stdout, result.truncated?.stdout, outputLimit);
-  renderStream(el.stderr, el.stderrBox, result.stderr, result.truncated?.stderr, outputLimit);
-}
-
-/** One human sentence for the status; for limits it names the limit's value. */
-function explain(result, requested) {
-  const note = (result.stderr.match(/^\[runbox\] [a-z_]+: (.*)$/m) ?? [])[1] ?? '';
-  const num = (re, key) => {
-    const m = note.match(re);
-    return m ? Number(m[1]) : effectiveLimit(key, requested);
-  };
-  switch (result.status) {
-    case 'ok': {
-      if (!result.truncated?.stdout && !result.truncated?.stderr) return 'Finished normally.';
-      const limit = effectiveLimit('output_bytes', requested);
-      return `Finished normally, but printed more than the ${limit ? formatBytes(limit) + ' ' : ''}output limit; the rest was cut.`;
-    }
-    case 'error':
-      if (note) return `The sandbox stopped the program: ${note}.`;
-      return result.exit_code != null
-        ? `The program failed with exit code ${result.exit_code}; any traceback is in stderr.`
-        : 'The program failed; see stderr.';
-    case 'timeout': {
-      const ms = num(/(\d+) ms/, 'timeout_ms');
-      return `Timed out: the program ran past its ${ms ? formatMs(ms) + ' ' : ''}wall-clock limit and was stopped.`;
-    }
-    case 'fuel_exhausted': {
-      const fuel = num(/(\d+) fuel/, 'fuel');
-      return `Out of fuel: the program used up its CPU budget${fuel ? ` of ${compactLong.format(fuel)} units` : ''} and was stopped.`;
-    }
-    case 'memory_exceeded': {
-      const bytes = num(/(\d+) bytes/, 'memory_bytes');
-      return `Out of memory: the program asked for more than its ${bytes ? formatBytes(bytes) + ' ' : ''}memory limit and was stopped.`;
-    }
-    default:
-      return `The server reported status “${result.status}”.`;
-  }
+  renderStream(el.stdout, el.stdoutBox, view.stdout);
+  renderStream(el.stderr, el.stderrBox, view.stderr);
 }
 
 function renderFailure(failure) {
   setBadge('failure', failure.kind);
+  setLimit(null);
   el.explain.textContent = failure.message;
   const items = [];
   if (failure.status) items.push(['HTTP', String(failure.status)]);
   if (failure.code) items.push(['code', failure.code]);
   if (failure.id) items.push(['request', failure.id]);
   renderMeta(items);
-  renderStream(el.stdout, el.stdoutBox, '', false);
-  renderStream(el.stderr, el.stderrBox, '', false);
+  renderStream(el.stdout, el.stdoutBox, EMPTY_STREAM);
+  renderStream(el.stderr, el.stderrBox, EMPTY_STREAM);
 }
 
 function renderMeta(items) {
@@ -228,44 +205,25 @@ function renderMeta(items) {
   }));
 }
 
-/** Fills a stream; `[runbox]` lines from the sandbox are set apart. */
-function renderStream(pre, box, text, truncated, limit) {
-  const nodes = [];
-  for (const line of text.split(/(?<=\n)/)) {
-    if (line.startsWith('[runbox] ')) {
-      const span = document.createElement('span');
-      span.className = 'note';
-      span.textContent = line;
-      nodes.push(span);
-    } else if (line) {
-      nodes.push(document.createTextNode(line));
-    }
-  }
-  if (truncated) {
+/** Fills a stream with its text as written; only the server's closing note is set apart. */
+function renderStream(pre, box, view) {
+  const nodes = view.parts.map((part) => {
+    if (!part.note) return document.createTextNode(part.text);
+    const span = document.createElement('span');
+    span.className = 'note';
+    span.textContent = part.text;
+    return span;
+  });
+  if (view.cut) {
     const span = document.createElement('span');
     span.className = 'note cut-note';
-    span.textContent = `${text.endsWith('\n') ? '' : '\n'}[output truncated: it went past the ${limit ? formatBytes(limit) + ' ' : ''}output limit]`;
+    span.textContent = view.cut;
     nodes.push(span);
   }
   pre.replaceChildren(...nodes);
   pre.scrollTop = 0;
-  box.classList.toggle('empty', !text);
-  box.querySelector('.cut').hidden = !truncated;
-}
-
-function effectiveLimit(key, requested = {}) {
-  return requested[key] ?? serverLimits?.default?.[key] ?? null;
-}
-
-function formatMs(ms) {
-  if (ms < 1000) return `${ms < 10 ? ms.toFixed(2) : ms.toFixed(1)} ms`;
-  return `${Number((ms / 1000).toFixed(ms < 10_000 ? 2 : 1))} s`; // 3000 → "3 s", 3051 → "3.05 s"
-}
-
-function formatBytes(n) {
-  if (n >= 1 << 20 && n % (1 << 20) === 0) return `${n / (1 << 20)} MiB`;
-  if (n >= 1 << 10 && n % (1 << 10) === 0) return `${n / (1 << 10)} KiB`;
-  return `${whole.format(n)} bytes`;
+  box.classList.toggle('empty', !view.text);
+  box.querySelector('.cut').hidden = !view.truncated;
 }
 
 // ---- examples ---------------------------------------------------------------
@@ -416,6 +374,7 @@ async function loadRuntimes(attempt = 0) {
 
 function resetStatus() {
   setBadge('idle', 'ready');
+  setLimit(null);
   el.explain.textContent = 'Press Run to execute the code in a fresh sandbox.';
   renderMeta([]);
 }
@@ -436,7 +395,7 @@ for (const input of Object.values(limitInput)) input.addEventListener('input', (
 fillExamples();
 const draft = load(STORE.draft);
 applyState(decodeShare(location.hash) ?? (typeof draft?.code === 'string' ? draft : EXAMPLES[0]));
-renderStream(el.stdout, el.stdoutBox, '', false);
-renderStream(el.stderr, el.stderrBox, '', false);
+renderStream(el.stdout, el.stdoutBox, EMPTY_STREAM);
+renderStream(el.stderr, el.stderrBox, EMPTY_STREAM);
 renderHistory();
 loadRuntimes();

@@ -11,6 +11,8 @@ import {
 
 /** Visible text without the trailing newline a program's last print leaves. */
 const text = async (page, selector) => (await page.locator(selector).innerText()).replace(/\n$/, '');
+/** The limit notice on the status line (from the response's `limit`), or null. */
+const limitNotice = (page) => page.getAttribute('#status', 'data-limit');
 
 describe('playground', { timeout: 180_000 }, () => {
   let browser;
@@ -100,8 +102,10 @@ describe('playground', { timeout: 180_000 }, () => {
     assert.match(await editorText(page), /while True:/);
     await runWith(page, () => page.click('#run'));
     assert.equal(await text(page, '#badge'), 'TIMEOUT');
+    assert.equal(await limitNotice(page), 'timeout');
     assert.match(await text(page, '#explain'), /^Timed out: the program ran past its 3 s wall-clock limit/);
-    assert.match(await text(page, '#stderr'), /^\[runbox\] timeout: /m);
+    assert.match(await page.getAttribute('#explain', 'title'), /wall-clock limit of 3000 ms/, "the server's own words");
+    assert.match(await text(page, '#stderr .note'), /^\[runbox\] timeout: the run exceeded its wall-clock limit of 3000 ms$/, "the server's note, set apart");
     assert.match(await text(page, '#stdout'), /still going: 1\n/);
     await screenshot(page, '03-timeout');
     await page.close();
@@ -110,19 +114,36 @@ describe('playground', { timeout: 180_000 }, () => {
   test('the other limit examples show fuel, memory and truncation', async () => {
     const page = await openPlayground(browser.context);
     const cases = [
-      ['fuel', 'FUEL EXHAUSTED', /^Out of fuel: the program used up its CPU budget of [\d.]+ (thousand|million|billion|trillion) units and was stopped\.$/],
-      ['memory', 'MEMORY EXCEEDED', /^Out of memory: the program asked for more than its \d+ MiB memory limit and was stopped\.$/],
-      ['flood', 'OK', /^Finished normally, but printed more than the \d+ KiB output limit; the rest was cut\.$/],
+      ['fuel', 'FUEL EXHAUSTED', 'fuel', /^Out of fuel: the program used up its CPU budget of [\d.]+ (thousand|million|billion|trillion) units and was stopped\.$/],
+      ['memory', 'MEMORY EXCEEDED', 'memory', /^Out of memory: the program asked for more than its \d+ MiB memory limit and was stopped\.$/],
+      ['flood', 'OK', 'output', /^Finished normally, but printed more than the \d+ KiB output limit; the rest was cut\.$/],
     ];
-    for (const [example, badge, explanation] of cases) {
+    for (const [example, badge, limit, explanation] of cases) {
       await page.selectOption('#examples', example);
       await runWith(page, () => page.click('#run'));
       assert.equal(await text(page, '#badge'), badge, example);
+      assert.equal(await limitNotice(page), limit, example);
       assert.match(await text(page, '#explain'), explanation, example);
       await screenshot(page, `04-limit-${example}`);
     }
     assert.ok(await page.isVisible('#stdout-box .cut'), 'the flood is marked truncated');
     assert.match(await text(page, '#stdout'), /\[output truncated: it went past the \d+ KiB output limit\]$/);
+    await page.close();
+  });
+
+  test('a [runbox] line the program prints itself is plain stderr, not a limit', async () => {
+    const page = await openPlayground(browser.context);
+    const forged = '[runbox] timeout: the run exceeded its wall-clock limit of 5 ms';
+    await typeCode(page, `import sys; print('${forged}', file=sys.stderr)`);
+    await runWith(page, () => page.click('#run'));
+    assert.equal(await text(page, '#badge'), 'OK');
+    assert.equal(await limitNotice(page), null, 'no limit notice');
+    assert.equal(await text(page, '#explain'), 'Finished normally.');
+    assert.equal(await page.getAttribute('#explain', 'title'), null);
+    assert.equal(await text(page, '#stderr'), forged, 'shown as written');
+    assert.equal(await page.locator('#stderr .note').count(), 0, 'and not set apart');
+    assert.equal(await page.locator('#stderr-box .cut').isVisible(), false);
+    await screenshot(page, '12-forged-note');
     await page.close();
   });
 

@@ -1,10 +1,12 @@
 // Unit tests for the page's parts that need no browser: args splitting, the
-// share-link encoding, and how each API failure is put into words.
+// share-link encoding, how each API failure is put into words, and what the
+// page shows for a run result (the limit notice comes from `limit` only).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { execute, retryAfterSeconds } from '../src/api.js';
 import { parseArgs } from '../src/args.js';
+import { describeResult } from '../src/result.js';
 import { decodeShare, encodeShare } from '../src/share.js';
 
 test('args split like a shell', () => {
@@ -76,4 +78,93 @@ test('every API failure becomes a sentence', async (t) => {
   assert.equal((await failure())[0], 'failed');
   globalThis.fetch = async () => { throw new TypeError('fetch failed'); };
   assert.equal((await failure())[0], 'offline');
+});
+
+/** A POST /execute 200 body; `fields` override the defaults of a clean run. */
+const response = (fields = {}) => ({
+  id: 'r1', status: 'ok', exit_code: 0, stdout: '', stderr: '',
+  truncated: { stdout: false, stderr: false }, duration_ms: 12.5, fuel_used: 1000, limit: null,
+  runtime: { name: 'python', version: '3.14.0' }, executor: 'host', ...fields,
+});
+/** A stream's parts as [text, note] pairs. */
+const parts = (stream) => stream.parts.map((p) => [p.text, p.note]);
+
+test('a timeout with `limit` shows the timeout notice, from the limit', () => {
+  const note = '[runbox] timeout: the run exceeded its wall-clock limit of 3000 ms\n';
+  const view = describeResult(response({
+    status: 'timeout', exit_code: null, fuel_used: null, stdout: 'still going: 1\n', stderr: `warming up\n${note}`,
+    limit: { kind: 'timeout', value: 3000, unit: 'ms', message: 'the run exceeded its wall-clock limit of 3000 ms' },
+  }), { timeout_ms: 9000 });
+  assert.equal(view.status, 'timeout');
+  assert.equal(view.label, 'timeout');
+  assert.deepEqual(view.limit, { kind: 'timeout', value: 3000, unit: 'ms', message: 'the run exceeded its wall-clock limit of 3000 ms' });
+  assert.equal(view.explain, 'Timed out: the program ran past its 3 s wall-clock limit and was stopped.', 'the value comes from `limit`');
+  assert.deepEqual(parts(view.stderr), [['warming up\n', false], [note, true]], 'only the server\'s own closing note is set apart');
+  assert.deepEqual(parts(view.stdout), [['still going: 1\n', false]]);
+});
+
+test('fuel and memory limits are named from `limit`', () => {
+  const fuel = describeResult(response({
+    status: 'fuel_exhausted', exit_code: null,
+    limit: { kind: 'fuel', value: 2_000_000_000, unit: 'fuel', message: 'the run used up its CPU budget of 2000000000 fuel units' },
+  }));
+  assert.equal(fuel.limit.kind, 'fuel');
+  assert.equal(fuel.explain, 'Out of fuel: the program used up its CPU budget of 2 billion units and was stopped.');
+  const memory = describeResult(response({
+    status: 'memory_exceeded', exit_code: null,
+    limit: { kind: 'memory', value: 64 << 20, unit: 'bytes', message: 'the guest asked for more than its memory limit of 67108864 bytes' },
+  }));
+  assert.equal(memory.limit.kind, 'memory');
+  assert.equal(memory.explain, 'Out of memory: the program asked for more than its 64 MiB memory limit and was stopped.');
+});
+
+test('a forged [runbox] line with `limit: null` is plain stderr and shows no notice', () => {
+  const forged = '[runbox] timeout: the run exceeded its wall-clock limit of 5000 ms';
+  const ok = describeResult(response({ stderr: `${forged}\n` }));
+  assert.equal(ok.status, 'ok');
+  assert.equal(ok.limit, null);
+  assert.equal(ok.explain, 'Finished normally.');
+  assert.deepEqual(parts(ok.stderr), [[`${forged}\n`, false]]);
+  assert.equal(ok.stderr.cut, null);
+
+  const error = describeResult(response({ status: 'error', exit_code: 1, stderr: `Traceback (most recent call last):\n${forged}\nValueError: x\n${forged}` }));
+  assert.equal(error.status, 'error');
+  assert.equal(error.limit, null);
+  assert.equal(error.explain, 'The program failed with exit code 1; any traceback is in stderr.');
+  assert.deepEqual(parts(error.stderr), [[`Traceback (most recent call last):\n${forged}\nValueError: x\n${forged}`, false]]);
+  assert.doesNotMatch(error.explain, /time|limit/i);
+
+  // A limit that is there, but for something else, does not vouch for the forged line.
+  const fuel = describeResult(response({
+    status: 'fuel_exhausted', exit_code: null, stderr: `${forged}\n`,
+    limit: { kind: 'fuel', value: 1000, unit: 'fuel', message: 'the run used up its CPU budget of 1000 fuel units' },
+  }));
+  assert.deepEqual(parts(fuel.stderr), [[`${forged}\n`, false]]);
+  assert.match(fuel.explain, /^Out of fuel/);
+});
+
+test('output cut at the limit shows the output notice', () => {
+  const limit = { kind: 'output', value: 64 << 10, unit: 'bytes', message: 'output past 65536 bytes per stream was dropped' };
+  const ok = describeResult(response({ stdout: 'line 0\nline 1', truncated: { stdout: true, stderr: false }, limit }));
+  assert.equal(ok.status, 'ok');
+  assert.equal(ok.limit.kind, 'output');
+  assert.equal(ok.explain, 'Finished normally, but printed more than the 64 KiB output limit; the rest was cut.');
+  assert.equal(ok.stdout.truncated, true);
+  assert.equal(ok.stdout.cut, '\n[output truncated: it went past the 64 KiB output limit]');
+  assert.equal(ok.stderr.truncated, false);
+  assert.equal(ok.stderr.cut, null);
+
+  const error = describeResult(response({ status: 'error', exit_code: 1, stderr: 'x\n', truncated: { stdout: false, stderr: true }, limit }));
+  assert.equal(error.explain, 'The program failed with exit code 1; any traceback is in stderr. It also printed more than the 64 KiB output limit; the rest was cut.');
+  assert.equal(error.stderr.cut, '[output truncated: it went past the 64 KiB output limit]');
+});
+
+test('a missing or malformed `limit` is no limit', () => {
+  const { limit: _, ...old } = response({ stderr: '[runbox] memory_exceeded: the guest asked for more than its memory limit of 1 bytes\n' });
+  for (const body of [old, response({ limit: 'timeout' }), response({ limit: { value: 5 } })]) {
+    const view = describeResult(body);
+    assert.equal(view.limit, null);
+    assert.equal(view.explain, 'Finished normally.');
+    assert.ok(view.stderr.parts.every((p) => !p.note));
+  }
 });

@@ -3,11 +3,11 @@
 //!
 //! `cargo xtask bench` runs this with the guest built and cached; by hand:
 //! `EXECUTOR_GUEST_WASM=… EXECUTOR_CACHE_DIR=… cargo bench -p gateway --bench runbox -- 300`
+//! (needs feature `embedded`, the default: it loads the sandbox in-process).
 
 #![forbid(unsafe_code)]
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -93,7 +93,7 @@ async fn in_process(sandbox: &executor::sandbox::Sandbox, code: &str, n: usize) 
         code: code.to_owned(),
         stdin: Vec::new(),
         args: Vec::new(),
-        limits: executor::limits::Limits {
+        limits: runbox_api::Limits {
             timeout: Duration::from_secs(30),
             fuel: u64::MAX / 4,
             memory_bytes: 256 << 20,
@@ -212,6 +212,20 @@ async fn executor_server() -> (std::net::SocketAddr, executor::Executor) {
     (addr, ex)
 }
 
+/// The executor's guest loaded in this process, with or without fuel metering.
+async fn load_sandbox(ex: &executor::Executor, meter_fuel: bool) -> executor::sandbox::Sandbox {
+    executor::sandbox::Sandbox::load(
+        &ex.args().guest_wasm,
+        &executor::sandbox::EngineOptions {
+            cache_dir: ex.args().cache_dir(),
+            epoch_tick: Duration::from_millis(5),
+            meter_fuel,
+        },
+    )
+    .await
+    .expect("loading the guest (set EXECUTOR_GUEST_WASM)")
+}
+
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::args()
@@ -224,7 +238,7 @@ async fn main() {
         Client::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new());
 
     let (exec_addr, ex) = executor_server().await;
-    let sandbox = Arc::clone(ex.sandbox().expect("loaded"));
+    let sandbox = load_sandbox(&ex, true).await;
     let python_version = sandbox
         .python_version()
         .split_whitespace()
@@ -269,16 +283,7 @@ async fn main() {
     }
 
     // Where the CPU-bound slowdown goes: the same loop without fuel metering.
-    let unmetered = executor::sandbox::Sandbox::load(
-        &ex.args().guest_wasm,
-        &executor::sandbox::EngineOptions {
-            cache_dir: ex.args().cache_dir(),
-            epoch_tick: Duration::from_millis(5),
-            meter_fuel: false,
-        },
-    )
-    .await
-    .expect("loading the unmetered guest");
+    let unmetered = load_sandbox(&ex, false).await;
     let cpu_n = n.min(100);
     let metered_cpu = in_process(&sandbox, CPU, cpu_n).await;
     let unmetered_cpu = in_process(&unmetered, CPU, cpu_n).await;

@@ -2,7 +2,7 @@
 //! least in-flight (the better of two random picks, "power of two choices").
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::ValueEnum;
 
@@ -20,18 +20,13 @@ pub enum Strategy {
 pub struct Balancer {
     strategy: Strategy,
     next: AtomicUsize,
-    rng: AtomicU64,
 }
 
 impl Balancer {
     pub fn new(strategy: Strategy) -> Balancer {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64);
         Balancer {
             strategy,
             next: AtomicUsize::new(0),
-            rng: AtomicU64::new(seed | 1),
         }
     }
 
@@ -53,22 +48,13 @@ impl Balancer {
                 Some(Arc::clone(candidates[i]))
             }
             (n, Strategy::LeastInflight) => {
-                let a = self.random_below(n);
-                let b = (a + 1 + self.random_below(n - 1)) % n;
+                // Two distinct random picks (fastrand's thread-local generator).
+                let a = fastrand::usize(..n);
+                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
                 let (x, y) = (candidates[a], candidates[b]);
                 Some(Arc::clone(if y.inflight() < x.inflight() { y } else { x }))
             }
         }
-    }
-
-    /// xorshift64*: plenty for picking two indices, and lock-free.
-    fn random_below(&self, n: usize) -> usize {
-        let mut x = self.rng.load(Ordering::Relaxed);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.store(x, Ordering::Relaxed);
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
     }
 }
 

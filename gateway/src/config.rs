@@ -1,5 +1,6 @@
 //! Command-line flags, each also read from a `GATEWAY_*` environment
-//! variable (the embedded executor's from `EXECUTOR_*`). Every default lives here.
+//! variable (with feature `embedded`, the embedded executor's from
+//! `EXECUTOR_*`). Every default lives here.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,7 +18,8 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Where executors come from. Default: `static` when `--executors` is
-    /// given, else `embedded` (an executor inside this process).
+    /// given, else `embedded` (an executor inside this process; only in a
+    /// gateway built with feature `embedded`).
     #[arg(long, env = "GATEWAY_DISCOVERY", value_enum)]
     pub discovery: Option<DiscoveryKind>,
 
@@ -83,16 +85,29 @@ pub struct Config {
 
     /// Log format.
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: executor::config::LogFormat,
+    pub log_format: LogFormat,
 
     /// The embedded executor's settings (`embedded` discovery only).
+    #[cfg(feature = "embedded")]
     #[command(flatten)]
     pub runtime: executor::config::RuntimeArgs,
 }
 
+/// Why a gateway built without feature `embedded` refuses to start in embedded mode.
+pub const NO_EMBEDDED_EXECUTOR: &str = "this gateway was built without the embedded executor; \
+set GATEWAY_EXECUTORS or GATEWAY_DISCOVERY=kubernetes";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiscoveryKind {
-    /// Run an executor inside the gateway process.
+    /// Run an executor inside the gateway process (feature `embedded`).
     Embedded,
     /// A fixed list of executor URLs (`--executors`), health-checked.
     Static,
@@ -157,8 +172,10 @@ mod tests {
             .unwrap();
         assert_eq!(c.rate_limit(), None);
         assert_eq!(c.balance, Strategy::RoundRobin);
+        assert_eq!(c.log_format, LogFormat::Text);
     }
 
+    #[cfg(feature = "embedded")]
     #[test]
     fn request_timeout_outlasts_the_longest_run() {
         let c = Config::try_parse_from(["gateway"]).unwrap();

@@ -1,7 +1,9 @@
 //! Where executors come from: one trait, three sources (Kubernetes
-//! EndpointSlices, a static URL list with health checks, an in-process
-//! executor). Each publishes the set of ready backends, swapped atomically.
+//! EndpointSlices, a static URL list with health checks, and with feature
+//! `embedded` an in-process executor). Each publishes the set of ready
+//! backends, swapped atomically.
 
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod kubernetes;
 pub mod static_list;
@@ -17,7 +19,8 @@ use tokio::sync::watch;
 pub enum Target {
     /// An executor over HTTP at this base URL (`http://host:port`).
     Http(Uri),
-    /// An executor in this process: its router, called without a network hop.
+    /// An executor in this process (or any in-process stand-in): its router,
+    /// called without a network hop.
     Local(axum::Router),
 }
 

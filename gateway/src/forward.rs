@@ -1,22 +1,37 @@
-//! Sending one request to one backend: over HTTP with a pooled client, or
-//! straight into the embedded executor's router. Classifies failures so the
-//! caller knows whether a retry elsewhere is safe.
+//! Forwarding one API request: the balancer picks a ready executor, the
+//! request goes to it (over HTTP with a pooled client, or straight into the
+//! embedded executor's router), and the answer is relayed with
+//! `x-runbox-executor`. At most two attempts, each on a different executor:
+//! a connect failure (the request never arrived) is tried on another
+//! executor, and so is an executor's 429 (busy: another may have room; if it
+//! is busy too, its 429 is passed on). Nothing that may have reached an
+//! executor is retried: a broken connection is 502, no answer in time 504.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::response::IntoResponse;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use runbox_api::headers;
 use tower::ServiceExt;
 
-use crate::discover::{Backend, Target};
+use crate::balance::{Balancer, Strategy};
+use crate::discover::{Backend, BackendSet, Discovery, Target};
+use crate::metrics::Metrics;
+use crate::rescue::{self, GatewayError};
+
+/// Attempts per request: the first executor and one other.
+const MAX_ATTEMPTS: usize = 2;
 
 /// Largest executor response the gateway relays (stdout + stderr are capped
 /// far below this by the executor).
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
+/// How one attempt on one executor failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardError {
     /// No connection was made: the request never reached the executor, so
@@ -39,9 +54,13 @@ pub struct Outbound {
     pub body: Bytes,
 }
 
-#[derive(Debug, Clone)]
+/// The balancer and the upstream client; [`Forwarder::forward`] is the
+/// attempt loop, [`Forwarder::send`] one attempt.
+#[derive(Debug)]
 pub struct Forwarder {
+    balancer: Balancer,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Longest one attempt may take (`GATEWAY_REQUEST_TIMEOUT_MS`).
     timeout: Duration,
 }
 
@@ -69,14 +88,73 @@ fn hop_by_hop(name: &header::HeaderName) -> bool {
 }
 
 impl Forwarder {
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Forwarder {
+    pub fn new(strategy: Strategy, connect_timeout: Duration, timeout: Duration) -> Forwarder {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector(connect_timeout));
-        Forwarder { client, timeout }
+        Forwarder {
+            balancer: Balancer::new(strategy),
+            client,
+            timeout,
+        }
     }
 
-    /// Sends `out` to `backend` and returns its full response.
+    /// Forwards `out` to the executors of `set`, retrying as the module doc
+    /// says; tells `discovery` about executors it could not connect to.
+    pub async fn forward(
+        &self,
+        set: &BackendSet,
+        discovery: &dyn Discovery,
+        metrics: &Metrics,
+        out: &Outbound,
+    ) -> Result<axum::response::Response, GatewayError> {
+        let mut tried: Vec<String> = Vec::new();
+        let mut busy: Option<(Arc<Backend>, Response<Bytes>)> = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let skip: Vec<&str> = tried.iter().map(String::as_str).collect();
+            let Some(backend) = self.balancer.pick(&set.ready, &skip) else {
+                break;
+            };
+            if attempt > 0 {
+                metrics.retry();
+            }
+            let started = Instant::now();
+            let result = {
+                let _inflight = backend.begin();
+                self.send(&backend, out).await
+            };
+            metrics.upstream(started.elapsed());
+            match result {
+                // A busy executor: one other may have room.
+                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS && busy.is_none() => {
+                    tried.push(backend.key.clone());
+                    busy = Some((backend, response));
+                }
+                Ok(response) => return Ok(relay(response, &backend)),
+                Err(ForwardError::Connect(error)) => {
+                    tracing::warn!(executor = %backend.name, %error, "executor unreachable; trying another");
+                    discovery.connect_failed(&backend);
+                    tried.push(backend.key.clone());
+                }
+                Err(ForwardError::Timeout) => {
+                    tracing::warn!(executor = %backend.name, "executor timed out");
+                    return Err(GatewayError::UpstreamTimeout);
+                }
+                Err(ForwardError::Upstream(error)) => {
+                    tracing::warn!(executor = %backend.name, %error, "executor failed mid-request");
+                    return Err(GatewayError::UpstreamFailed);
+                }
+            }
+        }
+        match (busy, tried.is_empty()) {
+            (Some((backend, response)), _) => Ok(relay(response, &backend)),
+            (None, true) => Err(GatewayError::NoExecutors),
+            (None, false) => Err(GatewayError::UpstreamUnreachable),
+        }
+    }
+
+    /// Sends `out` to `backend` and returns its full response (one attempt,
+    /// bounded by the request timeout).
     pub async fn send(&self, backend: &Backend, out: &Outbound) -> Result<Response<Bytes>, ForwardError> {
         let call = async {
             match &backend.target {
@@ -114,6 +192,29 @@ impl Forwarder {
         })?;
         collect(response).await
     }
+}
+
+/// The executor's response, with `x-runbox-executor` naming it. An error
+/// answer is relayed as the same [`runbox_api::ApiError`] ([`rescue::relayed`]),
+/// so every error the gateway sends has the contract's shape.
+fn relay(response: Response<Bytes>, backend: &Backend) -> axum::response::Response {
+    let (mut parts, body) = response.into_parts();
+    let mut response = if parts.status.is_client_error() || parts.status.is_server_error() {
+        rescue::relayed(parts.status, &parts.headers, &body).into_response()
+    } else {
+        for name in [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::CONTENT_LENGTH,
+        ] {
+            parts.headers.remove(name);
+        }
+        axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+    };
+    if let Ok(v) = HeaderValue::from_str(&backend.name) {
+        response.headers_mut().insert(headers::EXECUTOR, v);
+    }
+    response
 }
 
 fn bad_path() -> ForwardError {

@@ -5,20 +5,35 @@
 //!
 //! ## Layout: one request, top to bottom
 //!
-//! - [`door`]: the per-client rate limit, the concurrency cap and the body
-//!   size limit turn excess away before any executor is involved.
+//! - `runbox_api::server::layers` (around everything): the request id, taken
+//!   from the client when sane or minted, echoed on the response and passed
+//!   to the executor; every error response leaves as the contract's JSON
+//!   error body. Then, around the API routes only: CORS, the request span
+//!   (`trace_layer`), and [`metrics::observe`] (the in-flight gauge is a drop
+//!   guard, so a client that goes away leaves it as it found it).
+//! - [`door`]: layers that turn excess away before any executor is involved:
+//!   a draining gateway (503), the per-client-IP token bucket (429
+//!   `rate_limited`), the concurrency cap with load shedding (429
+//!   `overloaded`), and the body limit (413).
 //! - [`discover`]: the set of ready executors, kept current by one of three
-//!   sources (Kubernetes EndpointSlices, a probed static list, or an
-//!   executor embedded in this process).
-//! - [`balance`]: picks one executor from that set (round robin, or least
-//!   in-flight of two random picks).
-//! - [`forward`]: sends the request and reads the answer; a connect failure
-//!   is retried once on another executor, anything later never is.
-//! - [`rescue`]: the one place failures become status codes (503, 504, 502,
-//!   429) with the executor's JSON error shape.
+//!   sources (Kubernetes EndpointSlices, a probed static list, or, with
+//!   feature `embedded`, an executor in this process).
+//! - [`balance`]: picks one executor from that set (round robin, or the
+//!   less busy of two random picks).
+//! - [`forward`]: sends the request and relays the answer, at most twice: a
+//!   connect failure is tried on another executor, and so is an executor's
+//!   429 (if the other is busy too, its 429 is passed on); nothing that may
+//!   have reached an executor is retried (502, 504).
+//! - [`rescue`]: the one place failures become `runbox_api::ApiError`s (429,
+//!   502, 503, 504, with `Retry-After` where retrying helps), and where an
+//!   executor's error answer is relayed in the same shape.
 //! - [`metrics`]: Prometheus counters and histograms, `GET /metrics`.
 //!
-//! The playground's static files ([`assets`]) are served at `/`.
+//! Beside the API: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and
+//! the playground's static files ([`assets`]) at `/`.
+//!
+//! Without feature `embedded` (the Kubernetes image) the gateway links no
+//! wasmtime and needs executors from `GATEWAY_EXECUTORS` or Kubernetes.
 
 #![forbid(unsafe_code)]
 
@@ -33,31 +48,25 @@ pub mod rescue;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use bytes::Bytes;
-use executor::api::{REQUEST_ID, RequestId};
+use axum::routing::{get, post};
+use runbox_api::headers::{EXECUTOR, REQUEST_ID};
+use runbox_api::server::{self, BodyBytes};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::Instrument;
 
-use crate::balance::{Balancer, Strategy};
-use crate::discover::{Backend, BackendSet, Discovery};
-use crate::door::{ConcurrencyCap, RateLimiter};
-use crate::forward::{ForwardError, Forwarder, Outbound};
+use crate::balance::Strategy;
+use crate::discover::{BackendSet, Discovery};
+use crate::door::{Door, RateLimiter};
+use crate::forward::{Forwarder, Outbound};
 use crate::metrics::Metrics;
 use crate::rescue::GatewayError;
-
-/// Names the executor that ran the request.
-pub const EXECUTOR_HEADER: HeaderName = HeaderName::from_static("x-runbox-executor");
 
 /// Gateway behaviour that does not depend on where executors come from.
 #[derive(Debug, Clone)]
@@ -67,6 +76,7 @@ pub struct Options {
     pub max_concurrency: usize,
     /// Requests per second and burst per client IP; `None` for no limit.
     pub rate_limit: Option<(f64, u32)>,
+    /// Longest one attempt on an executor may take (then 504).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub cors_origins: Vec<String>,
@@ -96,14 +106,18 @@ struct Inner {
     options: Options,
     discovery: Arc<dyn Discovery>,
     backends: watch::Receiver<BackendSet>,
-    balancer: Balancer,
     forwarder: Forwarder,
     metrics: Metrics,
-    rate: Option<RateLimiter>,
-    cap: ConcurrencyCap,
-    embedded: Option<executor::Executor>,
-    draining: AtomicBool,
+    door: Arc<Door>,
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    embedded: InProcess,
 }
+
+/// The in-process executor (feature `embedded`), when there is one: its
+/// readiness, drain and metrics become the gateway's, and its failing to load
+/// ends the process.
+#[derive(Default)]
+struct InProcess(#[cfg(feature = "embedded")] Option<Arc<discover::embedded::EmbeddedDiscovery>>);
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,13 +128,21 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway over `discovery`. `embedded` is the in-process executor when
-    /// there is one (its readiness and metrics become the gateway's).
-    pub fn new(
+    /// A gateway over `discovery` (call inside a tokio runtime). Fails only
+    /// on a rate limit that is not a positive number.
+    pub fn new(options: Options, discovery: Arc<dyn Discovery>) -> Result<Gateway, String> {
+        Gateway::build(options, discovery, InProcess::default())
+    }
+
+    fn build(
         options: Options,
         discovery: Arc<dyn Discovery>,
-        embedded: Option<executor::Executor>,
-    ) -> Gateway {
+        embedded: InProcess,
+    ) -> Result<Gateway, String> {
+        let rate = match options.rate_limit {
+            Some((rps, burst)) => Some(RateLimiter::new(rps, burst)?),
+            None => None,
+        };
         let metrics = Metrics::new();
         let backends = discovery.subscribe();
         let mut watch_set = backends.clone();
@@ -137,40 +159,40 @@ impl Gateway {
                 }
             }
         });
-        Gateway {
+        Ok(Gateway {
             inner: Arc::new(Inner {
-                balancer: Balancer::new(options.balance),
-                forwarder: Forwarder::new(options.connect_timeout, options.request_timeout),
-                rate: options
-                    .rate_limit
-                    .map(|(rps, burst)| RateLimiter::new(rps, burst)),
-                cap: ConcurrencyCap::new(options.max_concurrency),
+                forwarder: Forwarder::new(options.balance, options.connect_timeout, options.request_timeout),
+                door: Arc::new(Door::new(rate, options.max_concurrency, options.max_body_bytes)),
                 options,
                 discovery,
                 backends,
                 metrics,
                 embedded,
-                draining: AtomicBool::new(false),
             }),
-        }
+        })
+    }
+
+    /// A gateway over an executor in this process, whose runtime starts
+    /// loading now.
+    #[cfg(feature = "embedded")]
+    pub fn embedded(options: Options, executor: executor::Executor) -> Result<Gateway, String> {
+        let discovery = Arc::new(discover::embedded::EmbeddedDiscovery::start(executor));
+        Gateway::build(
+            options,
+            Arc::clone(&discovery) as Arc<dyn Discovery>,
+            InProcess(Some(discovery)),
+        )
     }
 
     /// Builds the discovery source the config names and the gateway over it.
     pub async fn from_config(c: &config::Config) -> anyhow::Result<Gateway> {
         use config::DiscoveryKind;
         let options = Options::from_config(c);
-        Ok(match c.discovery_kind() {
-            DiscoveryKind::Embedded => {
-                let executor = executor::Executor::new(&c.runtime);
-                let loader = executor.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = loader.load().await {
-                        tracing::error!(%error, "the embedded executor failed to load");
-                    }
-                });
-                let discovery = Arc::new(discover::embedded::EmbeddedDiscovery::new(&executor));
-                Gateway::new(options, discovery, Some(executor))
-            }
+        let gateway = match c.discovery_kind() {
+            #[cfg(feature = "embedded")]
+            DiscoveryKind::Embedded => Gateway::embedded(options, executor::Executor::new(&c.runtime)),
+            #[cfg(not(feature = "embedded"))]
+            DiscoveryKind::Embedded => anyhow::bail!(config::NO_EMBEDDED_EXECUTOR),
             DiscoveryKind::Static => {
                 anyhow::ensure!(!c.executors.is_empty(), "static discovery needs --executors");
                 let urls = c
@@ -188,7 +210,7 @@ impl Gateway {
                     Duration::from_millis(c.probe_interval_ms),
                     Duration::from_millis(c.probe_timeout_ms),
                 );
-                Gateway::new(options, Arc::new(discovery), None)
+                Gateway::new(options, Arc::new(discovery))
             }
             DiscoveryKind::Kubernetes => {
                 let client = kube::Client::try_default().await?;
@@ -200,9 +222,10 @@ impl Gateway {
                         port_name: c.k8s_port_name.clone(),
                     },
                 );
-                Gateway::new(options, Arc::new(discovery), None)
+                Gateway::new(options, Arc::new(discovery))
             }
-        })
+        };
+        gateway.map_err(anyhow::Error::msg)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -214,136 +237,87 @@ impl Gateway {
         self.inner.backends.borrow().clone()
     }
 
-    pub fn embedded(&self) -> Option<&executor::Executor> {
-        self.inner.embedded.as_ref()
+    #[cfg(feature = "embedded")]
+    pub fn embedded_executor(&self) -> Option<&executor::Executor> {
+        self.inner.embedded.0.as_deref().map(|e| e.executor())
     }
 
     pub fn is_ready(&self) -> bool {
-        if self.inner.draining.load(Ordering::SeqCst) {
-            return false;
+        self.not_ready().is_none()
+    }
+
+    /// Why `/readyz` says 503, if it does.
+    fn not_ready(&self) -> Option<GatewayError> {
+        if self.inner.door.is_closed() {
+            return Some(GatewayError::ShuttingDown);
         }
-        match &self.inner.embedded {
-            Some(executor) => executor.sandbox().is_some(),
-            None => !self.inner.backends.borrow().ready.is_empty(),
+        #[cfg(feature = "embedded")]
+        if let Some(embedded) = &self.inner.embedded.0 {
+            return (!embedded.executor().is_ready()).then_some(GatewayError::NotReady);
         }
+        self.inner
+            .backends
+            .borrow()
+            .ready
+            .is_empty()
+            .then_some(GatewayError::NoExecutors)
     }
 
     /// Stops taking new requests; in-flight ones finish.
     pub fn drain(&self) {
-        self.inner.draining.store(true, Ordering::SeqCst);
-        if let Some(executor) = &self.inner.embedded {
-            executor.drain();
+        self.inner.door.close();
+        #[cfg(feature = "embedded")]
+        if let Some(embedded) = &self.inner.embedded.0 {
+            embedded.executor().drain();
         }
     }
 
-    /// Forwards one API request; every failure is already a response.
-    async fn proxy(
-        &self,
-        id: &str,
-        peer: Option<SocketAddr>,
-        request: Request,
-    ) -> Result<Response, GatewayError> {
-        let inner = &*self.inner;
-        if inner.draining.load(Ordering::SeqCst) {
-            return Err(GatewayError::ShuttingDown);
+    /// Resolves with the reason when the gateway cannot go on (the embedded
+    /// executor's runtime failed to load); never otherwise.
+    pub async fn failed(&self) -> String {
+        #[cfg(feature = "embedded")]
+        if let Some(embedded) = &self.inner.embedded.0 {
+            return format!(
+                "the embedded executor failed to load: {}",
+                embedded.load_failed().await
+            );
         }
-        if let (Some(rate), Some(peer)) = (&inner.rate, peer) {
-            rate.check(peer.ip())
-                .map_err(|retry_after_secs| GatewayError::RateLimited { retry_after_secs })?;
-        }
-        let _permit = inner.cap.try_enter().ok_or(GatewayError::Overloaded)?;
-        let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, inner.options.max_body_bytes)
-            .await
-            .map_err(|_| GatewayError::PayloadTooLarge)?;
-        let mut headers = parts.headers;
-        if let Ok(v) = HeaderValue::from_str(id) {
-            headers.insert(REQUEST_ID, v);
-        }
-        let out = Outbound {
-            method: parts.method,
-            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
-            headers,
-            body,
-        };
-
-        let set = inner.backends.borrow().clone();
-        let mut tried: Vec<String> = Vec::new();
-        let mut busy: Option<(Arc<Backend>, http::Response<Bytes>)> = None;
-        for attempt in 0..2 {
-            let skip: Vec<&str> = tried.iter().map(String::as_str).collect();
-            let Some(backend) = inner.balancer.pick(&set.ready, &skip) else {
-                break;
-            };
-            if attempt > 0 {
-                inner.metrics.retry();
-            }
-            let started = Instant::now();
-            let result = {
-                let _inflight = backend.begin();
-                inner.forwarder.send(&backend, &out).await
-            };
-            inner.metrics.upstream(started.elapsed());
-            match result {
-                // A busy executor: one other may have room.
-                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS && busy.is_none() => {
-                    tried.push(backend.key.clone());
-                    busy = Some((backend, response));
-                }
-                Ok(response) => return Ok(relay(response, &backend)),
-                Err(ForwardError::Connect(error)) => {
-                    tracing::warn!(executor = %backend.name, %error, "executor unreachable; trying another");
-                    inner.discovery.connect_failed(&backend);
-                    tried.push(backend.key.clone());
-                }
-                Err(ForwardError::Timeout) => {
-                    tracing::warn!(executor = %backend.name, "executor timed out");
-                    return Err(GatewayError::UpstreamTimeout);
-                }
-                Err(ForwardError::Upstream(error)) => {
-                    tracing::warn!(executor = %backend.name, %error, "executor failed mid-request");
-                    return Err(GatewayError::UpstreamFailed);
-                }
-            }
-        }
-        match (busy, tried.is_empty()) {
-            (Some((backend, response)), _) => Ok(relay(response, &backend)),
-            (None, true) => Err(GatewayError::NoExecutors),
-            (None, false) => Err(GatewayError::UpstreamUnreachable),
-        }
+        std::future::pending().await
     }
 }
 
-/// The executor's response, unchanged but for `x-runbox-executor`.
-fn relay(response: http::Response<Bytes>, backend: &Backend) -> Response {
-    let (mut parts, body) = response.into_parts();
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::CONTENT_LENGTH,
-    ] {
-        parts.headers.remove(name);
-    }
-    if let Ok(v) = HeaderValue::from_str(&backend.name) {
-        parts.headers.insert(EXECUTOR_HEADER, v);
-    }
-    Response::from_parts(parts, Body::from(body))
-}
-
-/// The router: the API inside the request span; probes, metrics and the
-/// playground outside it.
+/// The router: everything inside `runbox_api::server::layers`; the API routes
+/// also inside CORS, the request span, the metrics and the door.
 pub fn router(gateway: Gateway) -> Router {
+    let inner = &gateway.inner;
+    // An embedded executor's runtimes are known, so the document names them;
+    // over remote executors it leaves `runtime` open.
+    #[cfg(feature = "embedded")]
+    let openapi = match gateway.embedded_executor() {
+        Some(executor) => server::openapi_for(&executor.args().runtimes),
+        None => get(server::openapi),
+    };
+    #[cfg(not(feature = "embedded"))]
+    let openapi = get(server::openapi);
     let api = Router::new()
-        .route("/execute", axum::routing::post(api))
-        .route("/runtimes", get(api))
-        .layer(cors(&gateway.inner.options.cors_origins));
-    Router::new()
+        .route("/execute", post(api))
+        .route("/runtimes", get(api));
+    let api = door::layers(api, &inner.door)
+        .layer(axum::middleware::from_fn_with_state(
+            inner.metrics.clone(),
+            metrics::observe,
+        ))
+        .layer(server::trace_layer())
+        .layer(cors(&inner.options.cors_origins));
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", openapi)
         .merge(api)
         .fallback(fallback)
-        .with_state(gateway)
+        .with_state(gateway);
+    server::layers(app)
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
@@ -357,54 +331,49 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, REQUEST_ID])
-        .expose_headers([REQUEST_ID, EXECUTOR_HEADER, header::RETRY_AFTER])
+        .expose_headers([REQUEST_ID, EXECUTOR, header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
 }
 
-async fn api(State(gw): State<Gateway>, request: Request) -> Response {
-    let started = Instant::now();
-    let id = RequestId::from_headers(request.headers()).0;
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let span =
-        tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path());
-    gw.inner.metrics.inflight(1.0);
-    let mut response = match gw.proxy(&id, peer, request).instrument(span.clone()).await {
-        Ok(response) => response,
-        Err(error) => error.into_response_with_id(&id),
+/// `POST /execute` and `GET /runtimes`, past the door: forwarded as they
+/// came (with the request id the layers set), the body unparsed.
+async fn api(
+    State(gw): State<Gateway>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    BodyBytes(body): BodyBytes,
+) -> Response {
+    let out = Outbound {
+        method,
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        headers,
+        body,
     };
-    gw.inner.metrics.inflight(-1.0);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, v);
+    let inner = &*gw.inner;
+    let set = inner.backends.borrow().clone();
+    match inner
+        .forwarder
+        .forward(&set, &*inner.discovery, &inner.metrics, &out)
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
     }
-    let elapsed = started.elapsed();
-    gw.inner.metrics.request(response.status().as_u16(), elapsed);
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_us = elapsed.as_micros() as u64,
-            "done"
-        );
-    });
-    response
 }
 
 async fn readyz(State(gw): State<Gateway>) -> Response {
-    if gw.is_ready() {
-        "ready\n".into_response()
-    } else {
-        let id = uuid::Uuid::new_v4().to_string();
-        let error = if gw.inner.draining.load(Ordering::SeqCst) {
-            GatewayError::ShuttingDown
-        } else {
-            GatewayError::NoExecutors
-        };
-        error.into_response_with_id(&id)
+    match gw.not_ready() {
+        None => "ready\n".into_response(),
+        Some(error) => error.into_response(),
     }
 }
 
 async fn metrics(State(gw): State<Gateway>) -> Response {
+    #[allow(unused_mut)]
     let mut text = gw.inner.metrics.render();
-    if let Some(executor) = &gw.inner.embedded {
+    #[cfg(feature = "embedded")]
+    if let Some(executor) = gw.embedded_executor() {
         text.push_str(&executor.metrics().render());
     }
     (
@@ -414,20 +383,20 @@ async fn metrics(State(gw): State<Gateway>) -> Response {
         .into_response()
 }
 
+/// GET and HEAD of anything else: the playground's files; else 404.
 async fn fallback(request: Request) -> Response {
-    if request.method() == Method::GET || request.method() == Method::HEAD {
-        let response = assets::serve(request.uri().clone()).await;
-        if response.status() != StatusCode::NOT_FOUND {
-            return response;
-        }
+    if (request.method() == Method::GET || request.method() == Method::HEAD)
+        && let Some(response) = assets::serve(request.uri().path())
+    {
+        return response;
     }
-    let id = RequestId::from_headers(request.headers()).0;
-    GatewayError::NotFound.into_response_with_id(&id)
+    server::not_found(request).await.into_response()
 }
 
-/// Serves the gateway on `listener` until `shutdown` resolves, then stops
-/// accepting, lets in-flight requests finish (bounded by the request
-/// timeout), and returns.
+/// Serves the gateway on `listener` until `shutdown` resolves (or the
+/// gateway fails, see [`Gateway::failed`]), then stops accepting, lets
+/// in-flight requests finish (bounded by the request timeout), and returns;
+/// an error when the gateway failed.
 pub async fn run(
     listener: TcpListener,
     gateway: Gateway,
@@ -435,11 +404,17 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let app = router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let drain_timeout = gateway.inner.options.request_timeout + Duration::from_secs(1);
+    let failure = Arc::new(OnceLock::<String>::new());
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-    let draining = gateway.clone();
+    let (draining, failed) = (gateway.clone(), Arc::clone(&failure));
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutdown requested: draining");
+        tokio::select! {
+            () = shutdown => tracing::info!("shutdown requested: draining"),
+            reason = draining.failed() => {
+                tracing::error!(error = %reason, "exiting");
+                let _ = failed.set(reason);
+            }
+        }
         draining.drain();
         let _ = started_tx.send(());
     });
@@ -449,10 +424,11 @@ pub async fn run(
         tokio::time::sleep(drain_timeout).await;
     };
     tokio::select! {
-        result = serve => result.map_err(std::io::Error::other)?,
-        () = bounded => {
-            tracing::warn!("drain timed out; exiting with requests in flight");
-            Ok(())
-        }
+        result = serve => result.map_err(std::io::Error::other)??,
+        () = bounded => tracing::warn!("drain timed out; exiting with requests in flight"),
+    }
+    match failure.get() {
+        Some(reason) => Err(std::io::Error::other(reason.clone())),
+        None => Ok(()),
     }
 }

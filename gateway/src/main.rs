@@ -1,14 +1,16 @@
-//! `gateway`: parse config, init tracing, bind, build discovery, serve.
+//! `gateway`: parse config, init tracing, build the gateway over its
+//! discovery source, bind, serve.
 
 use anyhow::Context;
 use clap::Parser;
 use gateway::Gateway;
-use gateway::config::Config;
+use gateway::config::{Config, LogFormat};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    executor::init_tracing(config.log_format);
+    runbox_api::server::init_tracing(config.log_format == LogFormat::Json);
+    let gateway = Gateway::from_config(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -18,7 +20,6 @@ async fn main() -> anyhow::Result<()> {
         balance = ?config.balance,
         "gateway listening"
     );
-    let gateway = Gateway::from_config(&config).await?;
-    gateway::run(listener, gateway, executor::shutdown_signal()).await?;
+    gateway::run(listener, gateway, runbox_api::server::shutdown_signal()).await?;
     Ok(())
 }

@@ -1,7 +1,12 @@
-//! The gateway's Prometheus metrics, registered per [`Metrics`] value.
+//! The gateway's Prometheus metrics, registered per [`Metrics`] value, and
+//! [`observe`], the layer that counts and times every API request.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -96,11 +101,15 @@ impl Metrics {
         self.inner.handle.render()
     }
 
-    pub fn request(&self, status: u16, duration: Duration) {
-        metrics::with_local_recorder(&self.inner._recorder, || {
-            metrics::counter!(REQUESTS_TOTAL, "code" => status.to_string()).increment(1);
-        });
-        self.inner.request_duration.record(duration.as_secs_f64());
+    /// Counts a request in flight until the returned guard drops, however
+    /// the request ends (answered, or its future dropped when the client went
+    /// away).
+    pub fn begin_request(&self) -> InflightRequest {
+        self.inner.inflight.increment(1.0);
+        InflightRequest {
+            metrics: self.clone(),
+            started: Instant::now(),
+        }
     }
 
     pub fn upstream(&self, duration: Duration) {
@@ -115,14 +124,99 @@ impl Metrics {
     pub fn retry(&self) {
         self.inner.retries.increment(1);
     }
+}
 
-    pub fn inflight(&self, delta: f64) {
-        self.inner.inflight.increment(delta);
+/// One request in `gateway_inflight_requests`: incremented on creation,
+/// decremented on drop.
+#[derive(Debug)]
+pub struct InflightRequest {
+    metrics: Metrics,
+    started: Instant,
+}
+
+impl InflightRequest {
+    /// Records the answer: `gateway_requests_total{code}` and the duration.
+    pub fn answered(&self, status: u16) {
+        let inner = &self.metrics.inner;
+        metrics::with_local_recorder(&inner._recorder, || {
+            metrics::counter!(REQUESTS_TOTAL, "code" => status.to_string()).increment(1);
+        });
+        inner
+            .request_duration
+            .record(self.started.elapsed().as_secs_f64());
     }
+}
+
+impl Drop for InflightRequest {
+    fn drop(&mut self) {
+        self.metrics.inner.inflight.decrement(1.0);
+    }
+}
+
+/// The layer around the API routes: the request is in flight from here
+/// until its response leaves (or its future is dropped), and is counted by
+/// status code.
+pub async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let inflight = metrics.begin_request();
+    let response = next.run(request).await;
+    inflight.answered(response.status().as_u16());
+    response
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    #[test]
+    fn the_inflight_gauge_follows_the_guards_and_answers_are_counted() {
+        let m = Metrics::new();
+        let a = m.begin_request();
+        let b = m.begin_request();
+        assert_eq!(value(&m.render(), INFLIGHT_REQUESTS), Some(2.0));
+        a.answered(200);
+        drop(a);
+        drop(b); // never answered: the client went away
+        let text = m.render();
+        assert_eq!(value(&text, INFLIGHT_REQUESTS), Some(0.0), "{text}");
+        assert_eq!(
+            value(&text, "gateway_requests_total{code=\"200\"}"),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, "gateway_request_duration_seconds_count"),
+            Some(1.0),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_metric_has_help() {
+        let m = Metrics::new();
+        let _r = m.begin_request();
+        m.backends(1, 0);
+        m.retry();
+        m.upstream(Duration::from_millis(1));
+        let text = m.render();
+        for name in [
+            REQUEST_DURATION_SECONDS,
+            UPSTREAM_DURATION_SECONDS,
+            BACKENDS,
+            RETRIES_TOTAL,
+            INFLIGHT_REQUESTS,
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
     }
 }

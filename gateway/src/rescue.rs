@@ -1,15 +1,23 @@
-//! The one place failures become responses: load shed → 429/503, no
-//! executor → 503, upstream timeout → 504, upstream unreachable → 502. The
-//! body has the executor's error shape, `{"error": {"code", "message"}, "id"}`.
+//! The one place gateway failures become [`ApiError`]s (the contract's error
+//! body, `{"error": {"code", "message"}, "id"}`): load shed → 429, rate
+//! limited → 429, draining or no executor → 503, upstream timeout → 504,
+//! upstream unreachable or broken → 502; `Retry-After` where retrying helps.
+//! An executor's own error answer is relayed as the same [`ApiError`].
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::BoxError;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use runbox_api::{ApiError, ErrorBody, ErrorCode};
+
+/// Seconds a client is told to wait where waiting is all it takes.
+const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error("no executor is ready")]
     NoExecutors,
+    #[error("the embedded executor is still loading its runtime")]
+    NotReady,
     #[error("the executor did not answer in time")]
     UpstreamTimeout,
     #[error("no executor could be reached")]
@@ -20,61 +28,91 @@ pub enum GatewayError {
     Overloaded,
     #[error("too many requests from this client")]
     RateLimited { retry_after_secs: u64 },
-    #[error("the request body is larger than the gateway's limit")]
-    PayloadTooLarge,
-    #[error("no route")]
-    NotFound,
     #[error("the gateway is shutting down")]
     ShuttingDown,
 }
 
 impl GatewayError {
-    pub fn status(self) -> StatusCode {
+    /// Stable, machine-readable; the body's `code`.
+    pub fn code(self) -> ErrorCode {
         match self {
-            GatewayError::NoExecutors | GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => StatusCode::BAD_GATEWAY,
-            GatewayError::Overloaded | GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::NoExecutors => ErrorCode::NoExecutors,
+            GatewayError::NotReady => ErrorCode::NotReady,
+            GatewayError::UpstreamTimeout => ErrorCode::UpstreamTimeout,
+            GatewayError::UpstreamUnreachable => ErrorCode::UpstreamUnreachable,
+            GatewayError::UpstreamFailed => ErrorCode::UpstreamFailed,
+            GatewayError::Overloaded => ErrorCode::Overloaded,
+            GatewayError::RateLimited { .. } => ErrorCode::RateLimited,
+            GatewayError::ShuttingDown => ErrorCode::ShuttingDown,
         }
     }
 
-    /// Stable, machine-readable.
-    pub fn code(self) -> &'static str {
+    /// `Retry-After` seconds, for the failures a later retry can get past.
+    /// A timeout or a broken upstream is not one: the run may have happened.
+    pub fn retry_after_secs(self) -> Option<u64> {
         match self {
-            GatewayError::NoExecutors => "no_executors",
-            GatewayError::UpstreamTimeout => "upstream_timeout",
-            GatewayError::UpstreamUnreachable => "upstream_unreachable",
-            GatewayError::UpstreamFailed => "upstream_failed",
-            GatewayError::Overloaded => "overloaded",
-            GatewayError::RateLimited { .. } => "rate_limited",
-            GatewayError::PayloadTooLarge => "payload_too_large",
-            GatewayError::NotFound => "not_found",
-            GatewayError::ShuttingDown => "shutting_down",
-        }
-    }
-
-    fn retry_after(self) -> Option<u64> {
-        match self {
-            GatewayError::NoExecutors | GatewayError::Overloaded | GatewayError::ShuttingDown => Some(1),
+            GatewayError::NoExecutors
+            | GatewayError::NotReady
+            | GatewayError::Overloaded
+            | GatewayError::ShuttingDown => Some(RETRY_AFTER_SECS),
             GatewayError::RateLimited { retry_after_secs } => Some(retry_after_secs),
-            _ => None,
+            GatewayError::UpstreamTimeout
+            | GatewayError::UpstreamUnreachable
+            | GatewayError::UpstreamFailed => None,
         }
     }
+}
 
-    pub fn into_response_with_id(self, id: &str) -> Response {
-        let body = serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() },
-            "id": id,
-        });
-        let mut response = (self.status(), Json(body)).into_response();
-        if let Some(secs) = self.retry_after() {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> ApiError {
+        let error = ApiError::new(e.code(), e.to_string());
+        match e.retry_after_secs() {
+            Some(secs) => error.retry_after(secs),
+            None => error,
         }
-        response
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+/// The error a `tower` layer of the door failed with: load shed by the
+/// concurrency cap is `overloaded`; anything else is a fault of ours.
+pub async fn layer_error(error: BoxError) -> ApiError {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        GatewayError::Overloaded.into()
+    } else {
+        ApiError::internal(format!("a gateway layer failed: {error}"))
+    }
+}
+
+/// An executor's error answer (4xx/5xx) as the client gets it: the same
+/// status, code, message, id and `Retry-After`. A body that is not the
+/// contract's error shape (a proxy's HTML page, a crash) becomes 502
+/// `upstream_failed` naming the status the executor gave.
+pub fn relayed(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error, id }) => {
+            let retry_after = headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            ApiError {
+                status,
+                code: error.code,
+                message: error.message,
+                internal: None,
+                retry_after_secs: retry_after,
+                id,
+            }
+        }
+        Err(_) => ApiError::new(
+            ErrorCode::UpstreamFailed,
+            format!("the executor answered {} without an error body", status.as_u16()),
+        ),
     }
 }
 
@@ -82,23 +120,66 @@ impl GatewayError {
 mod tests {
     use super::*;
 
+    async fn body(response: Response) -> ErrorBody {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
     #[tokio::test]
-    async fn errors_have_the_executor_shape_and_retry_after_where_retrying_helps() {
-        let r = GatewayError::NoExecutors.into_response_with_id("abc");
+    async fn errors_have_the_contract_shape_and_retry_after_where_retrying_helps() {
+        let r = GatewayError::NoExecutors.into_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
-        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["error"]["code"], "no_executors");
-        assert_eq!(v["id"], "abc");
-        let r = GatewayError::UpstreamTimeout.into_response_with_id("x");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(body(r).await.error.code, ErrorCode::NoExecutors);
+        let r = GatewayError::UpstreamTimeout.into_response();
         assert_eq!(r.status(), 504);
         assert!(r.headers().get("retry-after").is_none());
-        assert_eq!(GatewayError::UpstreamUnreachable.status(), 502);
-        let r = GatewayError::RateLimited { retry_after_secs: 3 }.into_response_with_id("x");
+        let r = GatewayError::RateLimited { retry_after_secs: 3 }.into_response();
         assert_eq!(
             (r.status().as_u16(), r.headers()["retry-after"].to_str().unwrap()),
             (429, "3")
         );
+        assert_eq!(GatewayError::Overloaded.code().status(), 429);
+        assert_eq!(ApiError::from(GatewayError::UpstreamUnreachable).status, 502);
+        assert_eq!(ApiError::from(GatewayError::UpstreamFailed).status, 502);
+        assert_eq!(ApiError::from(GatewayError::ShuttingDown).status, 503);
+        assert_eq!(ApiError::from(GatewayError::NotReady).code, ErrorCode::NotReady);
+    }
+
+    #[tokio::test]
+    async fn load_shedding_is_overloaded_and_other_layer_errors_internal() {
+        let shed = layer_error(Box::new(tower::load_shed::error::Overloaded::new())).await;
+        assert_eq!(
+            (shed.status.as_u16(), shed.code, shed.retry_after_secs),
+            (429, ErrorCode::Overloaded, Some(1))
+        );
+        let other = layer_error("boom".into()).await;
+        assert_eq!((other.status.as_u16(), other.code), (500, ErrorCode::Internal));
+    }
+
+    #[test]
+    fn executor_errors_are_relayed_as_they_came_and_junk_is_upstream_failed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, "2".parse().unwrap());
+        let body = br#"{"error": {"code": "overloaded", "message": "queue full"}, "id": "abc"}"#;
+        let e = relayed(StatusCode::TOO_MANY_REQUESTS, &headers, body);
+        assert_eq!(
+            (
+                e.status.as_u16(),
+                e.code,
+                e.message.as_str(),
+                e.id.as_deref(),
+                e.retry_after_secs
+            ),
+            (429, ErrorCode::Overloaded, "queue full", Some("abc"), Some(2))
+        );
+        let e = relayed(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &HeaderMap::new(),
+            b"<html>oops</html>",
+        );
+        assert_eq!((e.status.as_u16(), e.code), (502, ErrorCode::UpstreamFailed));
+        assert!(e.message.contains("500"), "{}", e.message);
     }
 }

@@ -1,30 +1,30 @@
-//! `runbox-baseline`: the `POST /execute` contract (subset) served by spawning a native
-//! `python3 -c` per request, with a wall-clock timeout, output caps and bounded concurrency — a
-//! yardstick for runbox, **not a sandbox** (the code runs as this user), so it listens on
-//! loopback unless told otherwise.
+//! `runbox-baseline`: the `POST /execute` contract (runbox-api's types, parser and error bodies)
+//! served by spawning a native `python3 -c` per request, with a wall-clock timeout, output caps
+//! and bounded concurrency — a yardstick for runbox, **not a sandbox** (the code runs as this
+//! user), so it listens on loopback unless told otherwise.
 
-use std::convert::Infallible;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::{Extension, Json, Router};
 use clap::Parser;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use runbox_api::server::{BodyLimit, JsonBody, layers, not_found};
+use runbox_api::{
+    ApiError, DEFAULT_RUNTIME, ErrorCode, ExecuteRequest, ExecuteResponse, LimitHit, LimitKind, LimitPolicy,
+    Limits, MAX_ARGS, RuntimeInfo, RuntimeRef, RuntimesResponse, Status, Truncated, headers,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-
-use crate::client::EXECUTOR_HEADER;
 
 /// Serves `POST /execute` by running native `python3 -c CODE ARGS…` per request.
 #[derive(Debug, Clone, Parser)]
@@ -61,6 +61,23 @@ pub struct Config {
     pub max_body_bytes: usize,
 }
 
+impl Config {
+    /// Timeout and output as configured; fuel and memory unlimited (a native interpreter has
+    /// neither budget here: requests may name them, and they are accepted and not enforced).
+    pub fn policy(&self) -> LimitPolicy {
+        let limits = |timeout_ms: u64, output_bytes: u64| Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            fuel: u64::MAX,
+            memory_bytes: u64::MAX,
+            output_bytes,
+        };
+        LimitPolicy {
+            default: limits(self.default_timeout_ms, self.default_output_bytes),
+            max: limits(self.max_timeout_ms, self.max_output_bytes),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
     #[error("{0} is not a loopback address; set BASELINE_ALLOW_REMOTE=true to serve unsandboxed code on it")]
@@ -73,11 +90,12 @@ pub enum BaselineError {
 #[derive(Debug)]
 pub struct Baseline {
     config: Config,
+    policy: LimitPolicy,
     version: String,
+    full_version: String,
     slots: Semaphore,
     admitted: AtomicUsize,
     capacity: usize,
-    next_id: AtomicU64,
 }
 
 impl Baseline {
@@ -90,27 +108,32 @@ impl Baseline {
             python: config.python.clone(),
             detail,
         };
+        let script = "import platform, sys\nprint(platform.python_version())\nprint(sys.version.replace(chr(10), ' '))";
         let output = tokio::process::Command::new(&config.python)
-            .args(["-c", "import platform; print(platform.python_version())"])
+            .args(["-c", script])
             .output()
             .await
             .map_err(|e| python_error(e.to_string()))?;
         if !output.status.success() {
             return Err(python_error(String::from_utf8_lossy(&output.stderr).into_owned()));
         }
-        let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let mut lines = stdout.lines().map(str::trim);
+        let version = lines.next().unwrap_or_default().to_owned();
+        let full_version = lines.next().unwrap_or(&version).to_owned();
         let concurrency = config
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
             .max(1);
         let queue = config.queue_depth.unwrap_or(4 * concurrency);
         Ok(Baseline {
+            policy: config.policy(),
             config,
             version,
+            full_version,
             slots: Semaphore::new(concurrency),
             admitted: AtomicUsize::new(0),
             capacity: concurrency + queue,
-            next_id: AtomicU64::new(1),
         })
     }
 
@@ -119,101 +142,56 @@ impl Baseline {
     }
 }
 
-/// Serves connections from `listener` until `shutdown` completes.
+/// The routes, wrapped in runbox-api's layers: request ids, and a JSON error body for every
+/// error (including 404, 405 and 413).
+pub fn router(baseline: Arc<Baseline>) -> Router {
+    let limit = baseline.config.max_body_bytes;
+    let router = Router::new()
+        .route("/execute", post(execute))
+        .route("/runtimes", get(runtimes))
+        .route("/healthz", get(ok))
+        .route("/readyz", get(ok))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(BodyLimit(limit)))
+        .with_state(baseline);
+    layers(router)
+}
+
+/// Serves connections from `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
 pub async fn run(
     listener: TcpListener,
     baseline: Arc<Baseline>,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    eprintln!("runbox-baseline: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return Ok(()),
-        };
-        let _ = stream.set_nodelay(true);
-        let baseline = Arc::clone(&baseline);
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let baseline = Arc::clone(&baseline);
-                async move { Ok::<_, Infallible>(handle(&baseline, req).await) }
-            });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(baseline))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
-type Reply = Response<Full<Bytes>>;
-
-fn reply(code: StatusCode, body: &Value) -> Reply {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = code;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+async fn ok() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
 }
 
-fn error(code: StatusCode, api_code: &str, message: &str) -> Reply {
-    let mut r = reply(
-        code,
-        &json!({ "error": { "code": api_code, "message": message }, "id": null }),
-    );
-    if matches!(
-        code,
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    ) {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    r
-}
-
-async fn handle(baseline: &Baseline, req: Request<Incoming>) -> Reply {
-    match (req.method(), req.uri().path()) {
-        (&Method::POST, "/execute") => execute(baseline, req).await,
-        (&Method::GET, "/healthz" | "/readyz") => reply(StatusCode::OK, &json!({ "status": "ok" })),
-        (&Method::GET, "/runtimes") => reply(
-            StatusCode::OK,
-            &json!({
-                "executor": baseline.config.name,
-                "runtimes": [{ "name": "python", "version": baseline.version, "default": true }],
-                "limits": { "enforced": ["timeout_ms", "output_bytes"] },
-            }),
-        ),
-        (_, "/execute" | "/healthz" | "/readyz" | "/runtimes") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed",
-        ),
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
-    }
-}
-
-/// The request body; like the executor, unknown fields are refused.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExecRequest {
-    code: String,
-    #[serde(default)]
-    stdin: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    runtime: Option<String>,
-    #[serde(default)]
-    limits: Option<serde_json::Map<String, Value>>,
+async fn runtimes(State(baseline): State<Arc<Baseline>>) -> Json<RuntimesResponse> {
+    let limits = baseline.policy.into();
+    Json(RuntimesResponse {
+        runtimes: vec![RuntimeInfo {
+            name: DEFAULT_RUNTIME.into(),
+            version: baseline.version.clone(),
+            full_version: baseline.full_version.clone(),
+            default: true,
+            missing_modules: Vec::new(),
+            packages: BTreeMap::new(),
+            limits,
+        }],
+        limits,
+        executor: baseline.config.name.clone(),
+    })
 }
 
 /// Releases an admission when dropped.
@@ -225,139 +203,117 @@ impl Drop for Admission<'_> {
     }
 }
 
-async fn execute(baseline: &Baseline, req: Request<Incoming>) -> Reply {
+async fn execute(
+    State(baseline): State<Arc<Baseline>>,
+    request_headers: HeaderMap,
+    JsonBody(request): JsonBody<ExecuteRequest>,
+) -> Result<Response, ApiError> {
     let cfg = &baseline.config;
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
-        && !ct.to_str().is_ok_and(|s| s.contains("json"))
-    {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Content-Type must be application/json",
-        );
+    if let Some(runtime) = request.runtime.as_deref().filter(|r| *r != DEFAULT_RUNTIME) {
+        return Err(ApiError::new(
+            ErrorCode::UnknownRuntime,
+            format!("unknown runtime `{runtime}`: this server runs only `{DEFAULT_RUNTIME}`"),
+        ));
     }
-    let body = match Limited::new(req.into_body(), cfg.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is too large",
-            );
-        }
-    };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string()),
-    };
-    let request: ExecRequest = match serde_json::from_value(value) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
-    };
-    if request.runtime.as_deref().is_some_and(|r| r != "python") {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_runtime",
-            "only `python` is served",
-        );
+    let args = request.args.as_deref().unwrap_or_default();
+    if args.len() > MAX_ARGS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("`args`: at most {MAX_ARGS} arguments"),
+        ));
     }
-    let (mut timeout_ms, mut output_bytes) = (cfg.default_timeout_ms, cfg.default_output_bytes);
-    for (key, value) in request.limits.iter().flatten() {
-        let Some(n) = value.as_u64().filter(|n| *n > 0) else {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_limits",
-                &format!("`{key}` must be a positive integer"),
-            );
-        };
-        match key.as_str() {
-            "timeout_ms" => timeout_ms = n.min(cfg.max_timeout_ms),
-            "output_bytes" => output_bytes = n.min(cfg.max_output_bytes),
-            // Accepted for compatibility; a native interpreter has no fuel or memory limit here.
-            "fuel" | "memory_bytes" => {}
-            _ => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_limits",
-                    &format!("unknown limit `{key}`"),
-                );
-            }
-        }
-    }
+    let limits = baseline.policy.resolve(&request.limits.unwrap_or_default());
 
     if baseline.admitted.fetch_add(1, Ordering::Relaxed) >= baseline.capacity {
         baseline.admitted.fetch_sub(1, Ordering::Relaxed);
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            "all interpreters busy and the queue is full",
-        );
+        return Err(ApiError::new(
+            ErrorCode::Overloaded,
+            "all interpreters are busy and the queue is full",
+        )
+        .retry_after(1));
     }
     let _admission = Admission(&baseline.admitted);
     let Ok(_slot) = baseline.slots.acquire().await else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down");
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "shutting down").retry_after(1));
     };
 
-    let id = format!("baseline-{}", baseline.next_id.fetch_add(1, Ordering::Relaxed));
     let started = Instant::now();
-    let run = match spawn_python(cfg, &request, timeout_ms, output_bytes).await {
+    let stdin = request.stdin.as_deref().unwrap_or_default();
+    let run = match spawn_python(cfg, &request.code, args, stdin, &limits).await {
         Ok(run) => run,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-            return error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string());
+            return Err(ApiError::new(ErrorCode::InvalidRequest, e.to_string()));
         }
-        Err(e) => {
-            eprintln!("runbox-baseline: spawning {}: {e}", cfg.python);
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not start the interpreter",
-            );
-        }
+        Err(e) => return Err(ApiError::internal(format!("spawning {}: {e}", cfg.python))),
     };
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let status = match (run.timed_out, run.exit_code) {
-        (true, _) => "timeout",
-        (false, Some(0)) => "ok",
-        _ => "error",
+    let id = request_headers
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let runtime = RuntimeRef {
+        name: DEFAULT_RUNTIME.into(),
+        version: baseline.version.clone(),
     };
-    let mut stderr = String::from_utf8_lossy(&run.stderr.0).into_owned();
-    if run.timed_out {
-        stderr.push_str(&format!(
-            "[baseline] timeout: the run exceeded its wall-clock limit of {timeout_ms} ms\n"
-        ));
+    let response = respond(run, &limits, id, started.elapsed(), runtime, cfg.name.clone());
+    let mut reply = Json(response).into_response();
+    if let Ok(name) = HeaderValue::from_str(&cfg.name) {
+        reply.headers_mut().insert(headers::EXECUTOR, name);
     }
-    let mut response = reply(
-        StatusCode::OK,
-        &json!({
-            "id": id,
-            "status": status,
-            "exit_code": if run.timed_out { None } else { run.exit_code },
-            "stdout": String::from_utf8_lossy(&run.stdout.0),
-            "stderr": stderr,
-            "truncated": { "stdout": run.stdout.1, "stderr": run.stderr.1 },
-            "duration_ms": duration_ms,
-            "fuel_used": null,
-            "runtime": { "name": "python", "version": baseline.version },
-            "executor": cfg.name,
-        }),
-    );
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&cfg.name) {
-        headers.insert(EXECUTOR_HEADER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert("x-request-id", v);
-    }
-    response
+    Ok(reply)
 }
 
 /// One interpreter run.
+#[derive(Debug, Default)]
 struct PythonRun {
     timed_out: bool,
     exit_code: Option<i32>,
     /// The bytes kept and whether more were dropped.
     stdout: (Vec<u8>, bool),
     stderr: (Vec<u8>, bool),
+}
+
+/// The result of a run: `timeout` (and its [`LimitHit`] and stderr note) when the wall clock
+/// ended it, else `ok` or `error` by exit code, with an `output` hit when a stream was cut.
+fn respond(
+    run: PythonRun,
+    limits: &Limits,
+    id: String,
+    elapsed: Duration,
+    runtime: RuntimeRef,
+    executor: String,
+) -> ExecuteResponse {
+    let truncated = Truncated {
+        stdout: run.stdout.1,
+        stderr: run.stderr.1,
+    };
+    let mut stderr = String::from_utf8_lossy(&run.stderr.0).into_owned();
+    let (status, limit) = if run.timed_out {
+        let hit = LimitHit::new(LimitKind::Timeout, limits);
+        stderr.push_str(&hit.note(Status::Timeout));
+        (Status::Timeout, Some(hit))
+    } else {
+        let status = if run.exit_code == Some(0) {
+            Status::Ok
+        } else {
+            Status::Error
+        };
+        let cut = truncated.stdout || truncated.stderr;
+        (status, cut.then(|| LimitHit::new(LimitKind::Output, limits)))
+    };
+    ExecuteResponse {
+        id,
+        status,
+        exit_code: if run.timed_out { None } else { run.exit_code },
+        stdout: String::from_utf8_lossy(&run.stdout.0).into_owned(),
+        stderr,
+        truncated,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        fuel_used: None,
+        limit,
+        runtime,
+        executor,
+    }
 }
 
 /// Reads a pipe to its end, keeping the first `limit` bytes.
@@ -382,14 +338,15 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> (Vec
 
 async fn spawn_python(
     cfg: &Config,
-    request: &ExecRequest,
-    timeout_ms: u64,
-    output_bytes: u64,
+    code: &str,
+    args: &[String],
+    stdin: &str,
+    limits: &Limits,
 ) -> std::io::Result<PythonRun> {
     let mut cmd = tokio::process::Command::new(&cfg.python);
     cmd.arg("-c")
-        .arg(&request.code)
-        .args(&request.args)
+        .arg(code)
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LC_ALL", "C.UTF-8")
@@ -398,24 +355,23 @@ async fn spawn_python(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
-    let stdin = request.stdin.clone().unwrap_or_default();
+    let stdin = stdin.to_owned();
     if let Some(mut pipe) = child.stdin.take() {
         tokio::spawn(async move {
             let _ = pipe.write_all(stdin.as_bytes()).await;
         });
     }
-    let limit = usize::try_from(output_bytes).unwrap_or(usize::MAX);
+    let limit = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
     let stdout = tokio::spawn(read_capped(child.stdout.take(), limit));
     let stderr = tokio::spawn(read_capped(child.stderr.take(), limit));
-    let (timed_out, exit_code) =
-        match tokio::time::timeout(Duration::from_millis(timeout_ms), child.wait()).await {
-            Ok(status) => (false, status?.code()),
-            Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                (true, None)
-            }
-        };
+    let (timed_out, exit_code) = match tokio::time::timeout(limits.timeout, child.wait()).await {
+        Ok(status) => (false, status?.code()),
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            (true, None)
+        }
+    };
     // A grandchild may hold the pipes open: don't wait for it.
     let grace = Duration::from_millis(200);
     let collect = |task: tokio::task::JoinHandle<(Vec<u8>, bool)>| async move {
@@ -435,13 +391,64 @@ async fn spawn_python(
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use runbox_api::{ErrorBody, LimitSet};
+    use tower::ServiceExt;
+
     use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("runbox-baseline").chain(args.iter().copied())).unwrap()
+    }
+
+    async fn baseline(args: &[&str]) -> Arc<Baseline> {
+        Arc::new(Baseline::new(config(args)).await.expect("python3 runs"))
+    }
+
+    /// One request through the whole router: (status, headers, body).
+    async fn send(b: &Arc<Baseline>, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let response = router(Arc::clone(b)).oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+        (parts.status, parts.headers, bytes.to_vec())
+    }
+
+    fn post(body: impl Into<String>) -> Request<Body> {
+        Request::post("/execute")
+            .header("content-type", "application/json")
+            .body(Body::from(body.into()))
+            .unwrap()
+    }
+
+    async fn execute(b: &Arc<Baseline>, request: &ExecuteRequest) -> ExecuteResponse {
+        let (status, _, body) = send(b, post(serde_json::to_string(request).unwrap())).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    async fn error(b: &Arc<Baseline>, request: Request<Body>) -> (u16, ErrorBody) {
+        let (status, headers, body) = send(b, request).await;
+        assert_eq!(headers["content-type"], "application/json", "{status}");
+        (
+            status.as_u16(),
+            serde_json::from_slice(&body).expect("an error body"),
+        )
+    }
+
+    fn limits(timeout_ms: u64, output_bytes: u64) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            fuel: u64::MAX,
+            memory_bytes: u64::MAX,
+            output_bytes,
+        }
+    }
 
     #[tokio::test]
     async fn remote_addresses_need_consent() {
-        let config = Config::try_parse_from(["runbox-baseline", "--listen", "0.0.0.0:0"]).unwrap();
         assert!(matches!(
-            Baseline::new(config).await,
+            Baseline::new(config(&["--listen", "0.0.0.0:0"])).await,
             Err(BaselineError::NotLoopback(_))
         ));
     }
@@ -452,5 +459,234 @@ mod tests {
         assert_eq!(read_capped(Some(data), 4).await, (b"0123".to_vec(), true));
         assert_eq!(read_capped(Some(data), 10).await, (data.to_vec(), false));
         assert_eq!(read_capped(None::<&[u8]>, 10).await, (Vec::new(), false));
+    }
+
+    #[test]
+    fn requests_are_clamped_by_the_configured_policy() {
+        let policy = config(&["--default-timeout-ms", "100", "--max-timeout-ms", "200"]).policy();
+        let asked = |json: &str| policy.resolve(&serde_json::from_str(json).unwrap());
+        assert_eq!(asked("{}").timeout, Duration::from_millis(100));
+        assert_eq!(
+            asked(r#"{"timeout_ms": 199}"#).timeout,
+            Duration::from_millis(199)
+        );
+        assert_eq!(
+            asked(r#"{"timeout_ms": 201}"#).timeout,
+            Duration::from_millis(200)
+        );
+        assert_eq!(asked(r#"{"output_bytes": 10}"#).output_bytes, 10);
+        assert_eq!(asked("{}").fuel, u64::MAX, "no fuel budget, and none enforced");
+        assert_eq!(asked("{}").memory_bytes, u64::MAX);
+    }
+
+    #[test]
+    fn results_name_the_limit_that_ended_or_cut_the_run() {
+        let runtime = || RuntimeRef {
+            name: "python".into(),
+            version: "3".into(),
+        };
+        let l = limits(300, 4);
+        let r = |run: PythonRun| {
+            respond(
+                run,
+                &l,
+                "id".into(),
+                Duration::from_millis(2),
+                runtime(),
+                "b".into(),
+            )
+        };
+
+        let ok = r(PythonRun {
+            exit_code: Some(0),
+            stdout: (b"hi\n".to_vec(), false),
+            ..PythonRun::default()
+        });
+        assert_eq!(
+            (ok.status, ok.exit_code, ok.limit.as_ref()),
+            (Status::Ok, Some(0), None)
+        );
+        assert_eq!((ok.stdout.as_str(), ok.duration_ms), ("hi\n", 2.0));
+
+        let failed = r(PythonRun {
+            exit_code: Some(3),
+            ..PythonRun::default()
+        });
+        assert_eq!((failed.status, failed.exit_code), (Status::Error, Some(3)));
+
+        let timed_out = r(PythonRun {
+            timed_out: true,
+            stderr: (b"partial".to_vec(), true),
+            ..PythonRun::default()
+        });
+        let hit = timed_out.limit.clone().expect("a limit");
+        assert_eq!((timed_out.status, timed_out.exit_code), (Status::Timeout, None));
+        assert_eq!(
+            (hit.kind, hit.value, hit.unit.as_str()),
+            (LimitKind::Timeout, 300, "ms")
+        );
+        assert_eq!(
+            timed_out.stderr,
+            format!("partial{}", hit.note(Status::Timeout)),
+            "the wall clock, not the cut stderr, is what ended it"
+        );
+
+        let cut = r(PythonRun {
+            exit_code: Some(0),
+            stdout: (b"xxxx".to_vec(), true),
+            ..PythonRun::default()
+        });
+        let hit = cut.limit.expect("a limit");
+        assert_eq!(
+            (cut.status, hit.kind, hit.value),
+            (Status::Ok, LimitKind::Output, 4)
+        );
+        assert!(cut.truncated.stdout && !cut.truncated.stderr);
+    }
+
+    #[tokio::test]
+    async fn runs_answer_with_the_typed_result() {
+        let b = baseline(&["--name", "native-1"]).await;
+        let mut request = ExecuteRequest::code("import sys\nprint(sys.argv[1:], input())");
+        request.stdin = Some("x\n".into());
+        request.args = Some(vec!["-v".into()]);
+        let mut req = post(serde_json::to_string(&request).unwrap());
+        req.headers_mut()
+            .insert(headers::REQUEST_ID, HeaderValue::from_static("load-1"));
+        let (status, headers, body) = send(&b, req).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers[headers::EXECUTOR], "native-1");
+        assert_eq!(headers[headers::REQUEST_ID], "load-1");
+        let r: ExecuteResponse = serde_json::from_slice(&body).unwrap();
+        assert_eq!((r.status, r.exit_code), (Status::Ok, Some(0)));
+        assert_eq!(r.stdout, "['-v'] x\n");
+        assert_eq!((r.id.as_str(), r.executor.as_str()), ("load-1", "native-1"));
+        assert_eq!(
+            (r.runtime.name.as_str(), r.runtime.version.as_str()),
+            ("python", b.version())
+        );
+        assert_eq!(r.limit, None);
+
+        let r = execute(&b, &ExecuteRequest::code("import sys\nsys.exit(3)")).await;
+        assert_eq!((r.status, r.exit_code), (Status::Error, Some(3)));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_and_a_flood_carry_their_limit() {
+        let b = baseline(&[]).await;
+        let mut sleep = ExecuteRequest::code("import time\ntime.sleep(30)");
+        sleep.limits = Some(serde_json::from_str(r#"{"timeout_ms": 200}"#).unwrap());
+        let r = execute(&b, &sleep).await;
+        let hit = r.limit.clone().expect("the timeout is named");
+        assert_eq!((r.status, r.exit_code), (Status::Timeout, None));
+        assert_eq!((hit.kind, hit.value), (LimitKind::Timeout, 200));
+        assert!(r.stderr.ends_with(&hit.note(Status::Timeout)), "{}", r.stderr);
+        assert!(r.duration_ms >= 200.0, "{}", r.duration_ms);
+
+        let mut flood = ExecuteRequest::code("print('x' * 100_000)");
+        flood.limits = Some(serde_json::from_str(r#"{"output_bytes": 1024}"#).unwrap());
+        let r = execute(&b, &flood).await;
+        assert_eq!(
+            (r.status, r.stdout.len(), r.truncated.stdout),
+            (Status::Ok, 1024, true)
+        );
+        assert_eq!(
+            r.limit.map(|l| (l.kind, l.value)),
+            Some((LimitKind::Output, 1024))
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_the_contracts_error_codes() {
+        let b = baseline(&["--max-body-bytes", "256"]).await;
+        let args = serde_json::to_string(&vec!["a"; MAX_ARGS + 1]).unwrap();
+        let cases = [
+            ("{", 400, ErrorCode::InvalidJson),
+            (r#"{"stdin": "x"}"#, 400, ErrorCode::InvalidRequest),
+            (r#"{"code": "1", "cod": 1}"#, 400, ErrorCode::InvalidRequest),
+            (
+                r#"{"code": "1", "limits": {"fuel": 0}}"#,
+                422,
+                ErrorCode::InvalidLimits,
+            ),
+            (
+                r#"{"code": "1", "limits": {"cpu": 1}}"#,
+                422,
+                ErrorCode::InvalidLimits,
+            ),
+            (
+                r#"{"code": "1", "runtime": "ruby"}"#,
+                422,
+                ErrorCode::UnknownRuntime,
+            ),
+            ("{\"code\": \"\\u0000\"}", 400, ErrorCode::InvalidRequest),
+        ];
+        for (body, status, code) in cases {
+            let (got, e) = error(&b, post(body)).await;
+            assert_eq!((got, e.error.code), (status, code), "{body}: {e:?}");
+            assert!(e.id.is_some_and(|id| !id.is_empty()), "{body}");
+        }
+        // Too many args is refused before any interpreter runs (the body limit would refuse it
+        // too, so the check runs with a larger one).
+        let roomy = baseline(&[]).await;
+        let (got, e) = error(&roomy, post(format!(r#"{{"code": "1", "args": {args}}}"#))).await;
+        assert_eq!((got, e.error.code), (400, ErrorCode::InvalidRequest), "{e:?}");
+
+        let (got, e) = error(&b, post(format!(r#"{{"code": "{}"}}"#, "x".repeat(300)))).await;
+        assert_eq!((got, e.error.code), (413, ErrorCode::PayloadTooLarge));
+        assert!(e.error.message.contains("256 bytes"), "{}", e.error.message);
+        let plain = Request::post("/execute")
+            .header("content-type", "text/plain")
+            .body(Body::from("{}"))
+            .unwrap();
+        let untyped = Request::post("/execute").body(Body::from("{}")).unwrap();
+        for request in [plain, untyped] {
+            let (got, e) = error(&b, request).await;
+            assert_eq!((got, e.error.code), (415, ErrorCode::UnsupportedMediaType));
+        }
+        let (got, e) = error(&b, Request::get("/nope").body(Body::empty()).unwrap()).await;
+        assert_eq!((got, e.error.code), (404, ErrorCode::NotFound));
+        let (got, e) = error(&b, Request::get("/execute").body(Body::empty()).unwrap()).await;
+        assert_eq!((got, e.error.code), (405, ErrorCode::MethodNotAllowed));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_429_overloaded_with_retry_after() {
+        let b = baseline(&["--concurrency", "1", "--queue-depth", "0"]).await;
+        // The first request holds the only interpreter until its 2 s timeout.
+        let mut sleepy = ExecuteRequest::code("import time\ntime.sleep(30)");
+        sleepy.limits = Some(serde_json::from_str(r#"{"timeout_ms": 2000}"#).unwrap());
+        let first = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { execute(&b, &sleepy).await }
+        });
+        testkit::poll_until(
+            "the first request is admitted",
+            Duration::from_secs(10),
+            || std::future::ready(b.admitted.load(Ordering::Relaxed)),
+            |n| *n == 1,
+        )
+        .await;
+        let (status, headers, body) = send(&b, post(r#"{"code": "print(1)"}"#)).await;
+        let e: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status.as_u16(), e.error.code), (429, ErrorCode::Overloaded));
+        assert_eq!(headers["retry-after"], "1");
+        assert_eq!(first.await.unwrap().status, Status::Timeout);
+        assert_eq!(b.admitted.load(Ordering::Relaxed), 0, "admissions are released");
+    }
+
+    #[tokio::test]
+    async fn runtimes_lists_python_with_its_limits() {
+        let b = baseline(&["--default-timeout-ms", "1000", "--max-output-bytes", "2048"]).await;
+        let (status, _, body) = send(&b, Request::get("/runtimes").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, 200);
+        let r: RuntimesResponse = serde_json::from_slice(&body).unwrap();
+        assert_eq!(r.executor, "baseline");
+        let python = &r.runtimes[0];
+        assert_eq!((python.name.as_str(), python.default), ("python", true));
+        assert_eq!(python.version, b.version());
+        let LimitSet { default, max } = r.limits;
+        assert_eq!((default.timeout_ms, max.output_bytes), (1000, 2048));
+        assert_eq!(python.limits, r.limits);
     }
 }

@@ -10,7 +10,9 @@ use clap::Parser;
 
 use crate::report::{Report, Thresholds};
 use crate::run::{self, Mode, RunConfig, Schedule, StopHandle};
-use crate::scenario::{Builtin, ExecStatus, Expect, Scenario};
+use runbox_api::Status;
+
+use crate::scenario::{Builtin, Expect, Scenario};
 use crate::{client, compare, plot};
 
 /// A threshold (`--max-error-rate`, `--max-p99`, `--max-wrong`) was missed.
@@ -71,8 +73,8 @@ pub struct Cli {
     pub code_file: Option<PathBuf>,
 
     /// With `--code-file`: the expected execution status.
-    #[arg(long, env = "LOADTEST_EXPECT_STATUS", value_enum, requires = "code_file")]
-    pub expect_status: Option<ExecStatus>,
+    #[arg(long, env = "LOADTEST_EXPECT_STATUS", requires = "code_file", value_parser = status_parser())]
+    pub expect_status: Option<Status>,
 
     /// With `--code-file`: the expected stdout, exactly.
     #[arg(long, env = "LOADTEST_EXPECT_STDOUT", requires = "code_file")]
@@ -154,38 +156,25 @@ pub struct Ramp {
     pub over: Option<Duration>,
 }
 
-/// `500ms`, `10s`, `2m`, `1h`, `1m30s`; a bare number is seconds.
+/// humantime's durations (`500ms`, `10s`, `1.5s`, `2m`, `2min`, `1h`, `1m30s`, `1m 30s`, …); a
+/// bare number is seconds (`1.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
     }
-    let mut total = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("an empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{s:?}: a unit (ms, s, m, h) is missing"))?;
-        let (number, tail) = rest.split_at(digits);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("{s:?}: bad number {number:?}"))?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        total += number
-            * match unit {
-                "ms" => 0.001,
-                "s" => 1.0,
-                "m" | "min" => 60.0,
-                "h" => 3600.0,
-                _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-            };
-        rest = tail;
-    }
-    Duration::try_from_secs_f64(total).map_err(|e| format!("{s:?}: {e}"))
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 250ms, 30s, 2m, 1m30s)"))
+}
+
+/// The contract's execution statuses, by their wire names.
+fn status_parser() -> impl clap::builder::TypedValueParser<Value = Status> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(Status::ALL.map(Status::as_str)).map(|name| {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .expect("one of the possible values")
+    })
 }
 
 pub fn parse_ramp(s: &str) -> Result<Ramp, String> {
@@ -442,10 +431,26 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(" 30s "), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("-1s").is_err());
+        let e = parse_duration("5 lightyears").unwrap_err();
+        assert!(e.contains("e.g. 250ms"), "{e}");
+    }
+
+    #[test]
+    fn the_expected_status_takes_the_wire_names() {
+        let c = cli(&["--code-file", "x.py", "--expect-status", "fuel_exhausted"]);
+        assert_eq!(c.expect_status, Some(Status::FuelExhausted));
+        let bad = Cli::try_parse_from(["loadtest", "--code-file", "x.py", "--expect-status", "fine"]);
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One `POST /execute` over hyper-util's pooled HTTP/1.1 client, classified into an [`Outcome`].
+//! One `POST /execute` over hyper-util's pooled HTTP/1.1 client, classified into an [`Outcome`]
+//! whose body is read as the contract's types.
 
 use std::time::Duration;
 
@@ -8,11 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-
-use crate::scenario::ExecResponse;
-
-/// The response header naming the executor that ran a request (set by the gateway).
-pub const EXECUTOR_HEADER: &str = "x-runbox-executor";
+use runbox_api::{ErrorBody, ExecuteResponse, headers};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -51,15 +48,43 @@ impl TransportError {
     }
 }
 
+/// A response body, read as the contract says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// A run's result (`POST /execute` → 200).
+    Execution(Box<ExecuteResponse>),
+    /// The error body of a refused request.
+    Error(ErrorBody),
+    /// Neither (an empty body, a proxy's HTML page, …).
+    Other,
+}
+
+impl Body {
+    /// A 200 is read as a result, anything else as an error body.
+    pub fn parse(code: u16, bytes: &[u8]) -> Body {
+        if code == 200 {
+            serde_json::from_slice(bytes).map_or(Body::Other, |r| Body::Execution(Box::new(r)))
+        } else {
+            serde_json::from_slice(bytes).map_or(Body::Other, Body::Error)
+        }
+    }
+
+    pub fn execution(&self) -> Option<&ExecuteResponse> {
+        match self {
+            Body::Execution(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// What came back for one request.
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Response {
         code: u16,
-        /// `x-runbox-executor`, else the body's `executor`.
+        /// `x-runbox-executor`, else the result's `executor`.
         executor: Option<String>,
-        /// The body, if it parsed as an `/execute` answer or an API error.
-        body: Option<ExecResponse>,
+        body: Body,
     },
     Transport(TransportError),
 }
@@ -87,15 +112,15 @@ async fn send(client: &HttpClient, uri: &Uri, body: Bytes) -> Outcome {
     let code = response.status().as_u16();
     let header = response
         .headers()
-        .get(EXECUTOR_HEADER)
+        .get(headers::EXECUTOR)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let bytes = match response.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Outcome::Transport(TransportError::Io),
     };
-    let body: Option<ExecResponse> = serde_json::from_slice(&bytes).ok();
-    let executor = header.or_else(|| body.as_ref().and_then(|b| b.executor.clone()));
+    let body = Body::parse(code, &bytes);
+    let executor = header.or_else(|| body.execution().map(|r| r.executor.clone()));
     Outcome::Response { code, executor, body }
 }
 
@@ -140,5 +165,31 @@ mod tests {
         assert_eq!(execute_uri("http://h:1/").unwrap(), "http://h:1/execute");
         assert_eq!(execute_uri("http://h:1/execute").unwrap(), "http://h:1/execute");
         assert_eq!(endpoint("http://h:1", "/metrics").unwrap(), "http://h:1/metrics");
+    }
+
+    #[test]
+    fn bodies_are_read_as_the_contract() {
+        let ok = serde_json::to_vec(&crate::scenario::test_response(
+            runbox_api::Status::Ok,
+            "hi\n",
+            "e1",
+        ))
+        .unwrap();
+        let Body::Execution(r) = Body::parse(200, &ok) else {
+            panic!("a result")
+        };
+        assert_eq!((r.stdout.as_str(), r.executor.as_str()), ("hi\n", "e1"));
+        let error = br#"{"error": {"code": "overloaded", "message": "busy"}, "id": null}"#;
+        let Body::Error(e) = Body::parse(429, error) else {
+            panic!("an error body")
+        };
+        assert_eq!(e.error.code, runbox_api::ErrorCode::Overloaded);
+        assert_eq!(Body::parse(502, b"<html>bad gateway</html>"), Body::Other);
+        assert_eq!(
+            Body::parse(200, br#"{"status": "ok"}"#),
+            Body::Other,
+            "not a whole result"
+        );
+        assert_eq!(Body::parse(200, error), Body::Other);
     }
 }

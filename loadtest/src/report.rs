@@ -185,6 +185,10 @@ pub struct Report {
     pub by_status: BTreeMap<String, u64>,
     /// The API error `code` of non-200 answers.
     pub by_error_code: BTreeMap<String, u64>,
+    /// The `limit.kind` of results that a limit ended or cut (`timeout`, `fuel`, `memory`,
+    /// `output`). Absent from reports written before it existed.
+    #[serde(default)]
+    pub by_limit: BTreeMap<String, u64>,
     /// Transport error kind (`connect`, `timeout`, `io`, `cancelled`) → requests.
     pub transport_errors: BTreeMap<String, u64>,
     /// `x-runbox-executor` (else the body's `executor`) → responses.
@@ -302,6 +306,9 @@ impl Report {
         }
         let _ = writeln!(out, "  HTTP codes   {}", map_line(&self.by_http_code, c.sent));
         let _ = writeln!(out, "  status       {}", map_line(&self.by_status, c.sent));
+        if !self.by_limit.is_empty() {
+            let _ = writeln!(out, "  limits       {}", map_line(&self.by_limit, c.sent));
+        }
         if !self.by_error_code.is_empty() {
             let _ = writeln!(out, "  error codes  {}", map_line(&self.by_error_code, c.sent));
         }
@@ -444,6 +451,11 @@ mod tests {
         let json = serde_json::to_string_pretty(&r).unwrap();
         assert!(json.contains("\"throughput_rps\""));
         let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        // A report from before `by_limit` still reads back (for `--compare`).
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("by_limit");
+        let back: Report = serde_json::from_value(old).unwrap();
         assert_eq!(back, r);
         assert!(r.render().contains("fairness     1.00"));
     }

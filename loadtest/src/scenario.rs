@@ -2,48 +2,12 @@
 //! the seeded weighted choice between snippets.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU64;
 use std::path::Path;
 
 use bytes::Bytes;
+use runbox_api::{ExecuteRequest, ExecuteResponse, LimitRequest, Status};
 use serde::{Deserialize, Serialize};
-
-/// How a run ended, as the API's `status` field says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum ExecStatus {
-    Ok,
-    Error,
-    Timeout,
-    FuelExhausted,
-    MemoryExceeded,
-}
-
-impl ExecStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecStatus::Ok => "ok",
-            ExecStatus::Error => "error",
-            ExecStatus::Timeout => "timeout",
-            ExecStatus::FuelExhausted => "fuel_exhausted",
-            ExecStatus::MemoryExceeded => "memory_exceeded",
-        }
-    }
-}
-
-/// The `limits` object of a request; unset fields are left to the server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fuel: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_bytes: Option<u64>,
-}
 
 /// What a correct answer looks like. Every field is optional; an empty expectation accepts any
 /// `200` response.
@@ -55,7 +19,7 @@ pub struct Expect {
     pub http: Option<u16>,
     /// The execution `status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<ExecStatus>,
+    pub status: Option<Status>,
     /// `stdout`, exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
@@ -68,34 +32,6 @@ pub struct Expect {
     /// `truncated.stdout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<bool>,
-}
-
-/// The fields of an `/execute` answer that expectations look at.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ExecResponse {
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub stdout: Option<String>,
-    #[serde(default)]
-    pub executor: Option<String>,
-    #[serde(default)]
-    pub truncated: Option<Truncated>,
-    #[serde(default)]
-    pub error: Option<ApiError>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Truncated {
-    #[serde(default)]
-    pub stdout: bool,
-}
-
-/// The `error` object of a non-200 answer.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ApiError {
-    #[serde(default)]
-    pub code: String,
 }
 
 /// The verdict on one HTTP response.
@@ -111,7 +47,7 @@ pub enum Verdict {
 
 impl Expect {
     /// Judges a response: HTTP code first, then the body.
-    pub fn check(&self, http: u16, body: Option<&ExecResponse>) -> Verdict {
+    pub fn check(&self, http: u16, body: Option<&ExecuteResponse>) -> Verdict {
         if http != self.http.unwrap_or(200) {
             return Verdict::UnexpectedHttp;
         }
@@ -127,13 +63,12 @@ impl Expect {
                 Verdict::Right
             };
         };
-        if let Some(want) = self.status {
-            let got = body.status.as_deref().unwrap_or("(none)");
-            if got != want.as_str() {
-                return Verdict::Wrong(format!("status {got}, expected {}", want.as_str()));
-            }
+        if let Some(want) = self.status
+            && body.status != want
+        {
+            return Verdict::Wrong(format!("status {}, expected {want}", body.status));
         }
-        let stdout = body.stdout.as_deref().unwrap_or("");
+        let stdout = body.stdout.as_str();
         if let Some(want) = &self.stdout
             && stdout != want
         {
@@ -153,7 +88,7 @@ impl Expect {
             ));
         }
         if let Some(want) = self.truncated {
-            let got = body.truncated.as_ref().is_some_and(|t| t.stdout);
+            let got = body.truncated.stdout;
             if got != want {
                 return Verdict::Wrong(format!("truncated.stdout {got}, expected {want}"));
             }
@@ -190,8 +125,9 @@ pub struct Snippet {
     pub stdin: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Positive integers; any of `timeout_ms`, `fuel`, `memory_bytes`, `output_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<Limits>,
+    pub limits: Option<LimitRequest>,
     /// Relative frequency (default 1; 0 disables the snippet).
     #[serde(default = "one")]
     pub weight: u32,
@@ -212,24 +148,25 @@ impl Snippet {
         }
     }
 
-    fn limits(mut self, limits: Limits) -> Snippet {
+    fn limits(mut self, limits: LimitRequest) -> Snippet {
         self.limits = Some(limits);
         self
     }
 
+    /// The request it sends.
+    pub fn request(&self) -> ExecuteRequest {
+        ExecuteRequest {
+            code: self.code.clone(),
+            stdin: self.stdin.clone(),
+            args: (!self.args.is_empty()).then(|| self.args.clone()),
+            runtime: None,
+            limits: self.limits,
+        }
+    }
+
     /// The JSON request body.
     pub fn body(&self) -> Bytes {
-        let mut body = serde_json::json!({ "code": self.code });
-        if let Some(stdin) = &self.stdin {
-            body["stdin"] = stdin.as_str().into();
-        }
-        if !self.args.is_empty() {
-            body["args"] = self.args.clone().into();
-        }
-        if let Some(limits) = &self.limits {
-            body["limits"] = serde_json::to_value(limits).expect("limits serialise");
-        }
-        Bytes::from(body.to_string())
+        Bytes::from(serde_json::to_vec(&self.request()).expect("a request serialises"))
     }
 }
 
@@ -251,6 +188,10 @@ pub enum Builtin {
     Cpu,
     /// A weighted mix including snippets that hit each limit.
     Mixed,
+}
+
+fn nz(n: u64) -> Option<NonZeroU64> {
+    NonZeroU64::new(n)
 }
 
 /// The `cpu` snippet: ~3.2·10⁸ fuel, about 100 ms in the sandbox, ~10 ms in native CPython.
@@ -277,11 +218,11 @@ pub enum ScenarioError {
 impl Scenario {
     pub fn builtin(which: Builtin) -> Scenario {
         let ok = |stdout: &str| Expect {
-            status: Some(ExecStatus::Ok),
+            status: Some(Status::Ok),
             stdout: Some(stdout.into()),
             ..Expect::default()
         };
-        let status = |s: ExecStatus| Expect {
+        let status = |s: Status| Expect {
             status: Some(s),
             ..Expect::default()
         };
@@ -304,51 +245,51 @@ impl Scenario {
                         Snippet::new("hello", "print('hi')", 40, ok("hi\n")),
                         Snippet::new("cpu", CPU_CODE, 10, ok(CPU_STDOUT)),
                         echo,
-                        Snippet::new("exception", "1 / 0", 8, status(ExecStatus::Error)),
-                        Snippet::new("exit-3", "import sys\nsys.exit(3)", 4, status(ExecStatus::Error)),
-                        Snippet::new("timeout", spin, 4, status(ExecStatus::Timeout)).limits(Limits {
-                            timeout_ms: Some(300),
-                            fuel: Some(100_000_000_000),
-                            ..Limits::default()
+                        Snippet::new("exception", "1 / 0", 8, status(Status::Error)),
+                        Snippet::new("exit-3", "import sys\nsys.exit(3)", 4, status(Status::Error)),
+                        Snippet::new("timeout", spin, 4, status(Status::Timeout)).limits(LimitRequest {
+                            timeout_ms: nz(300),
+                            fuel: nz(100_000_000_000),
+                            ..LimitRequest::default()
                         }),
                         Snippet::new(
                             "sleep-timeout",
                             "import time\ntime.sleep(60)",
                             4,
-                            status(ExecStatus::Timeout),
+                            status(Status::Timeout),
                         )
-                        .limits(Limits {
-                            timeout_ms: Some(200),
-                            ..Limits::default()
+                        .limits(LimitRequest {
+                            timeout_ms: nz(200),
+                            ..LimitRequest::default()
                         }),
-                        Snippet::new("fuel", spin, 6, status(ExecStatus::FuelExhausted)).limits(Limits {
-                            fuel: Some(50_000_000),
-                            ..Limits::default()
+                        Snippet::new("fuel", spin, 6, status(Status::FuelExhausted)).limits(LimitRequest {
+                            fuel: nz(50_000_000),
+                            ..LimitRequest::default()
                         }),
                         Snippet::new(
                             "memory",
                             "x = bytearray(256 * 1024 * 1024)",
                             6,
-                            status(ExecStatus::MemoryExceeded),
+                            status(Status::MemoryExceeded),
                         )
-                        .limits(Limits {
-                            memory_bytes: Some(32 * 1024 * 1024),
-                            ..Limits::default()
+                        .limits(LimitRequest {
+                            memory_bytes: nz(32 * 1024 * 1024),
+                            ..LimitRequest::default()
                         }),
                         Snippet::new(
                             "output-flood",
                             "print('x' * 200_000)",
                             8,
                             Expect {
-                                status: Some(ExecStatus::Ok),
+                                status: Some(Status::Ok),
                                 stdout_max_bytes: Some(1024),
                                 truncated: Some(true),
                                 ..Expect::default()
                             },
                         )
-                        .limits(Limits {
-                            output_bytes: Some(1024),
-                            ..Limits::default()
+                        .limits(LimitRequest {
+                            output_bytes: nz(1024),
+                            ..LimitRequest::default()
                         }),
                     ],
                 )
@@ -502,6 +443,27 @@ impl Picker {
     }
 }
 
+/// A 200 answer with `status` and `stdout`, for tests.
+#[cfg(test)]
+pub(crate) fn test_response(status: Status, stdout: &str, executor: &str) -> ExecuteResponse {
+    ExecuteResponse {
+        id: "id".into(),
+        status,
+        exit_code: (status == Status::Ok).then_some(0),
+        stdout: stdout.into(),
+        stderr: String::new(),
+        truncated: runbox_api::Truncated::default(),
+        duration_ms: 1.0,
+        fuel_used: None,
+        limit: None,
+        runtime: runbox_api::RuntimeRef {
+            name: "python".into(),
+            version: "3".into(),
+        },
+        executor: executor.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,8 +494,8 @@ snippets:
         assert_eq!(s.snippets[0].expect.stdout.as_deref(), Some("hi\n"));
         assert_eq!(s.snippets[1].name, "snippet-2");
         assert_eq!(s.snippets[1].weight, 1);
-        assert_eq!(s.snippets[1].expect.status, Some(ExecStatus::Timeout));
-        assert_eq!(s.snippets[1].limits.as_ref().unwrap().timeout_ms, Some(200));
+        assert_eq!(s.snippets[1].expect.status, Some(Status::Timeout));
+        assert_eq!(s.snippets[1].limits.unwrap().timeout_ms, nz(200));
         assert_eq!(s.snippets[1].code, "while True:\n    pass\n");
     }
 
@@ -556,6 +518,11 @@ snippets:
         assert!(Scenario::parse("t.yaml", bad_status).is_err());
         let unknown_limit = "snippets:\n  - code: x\n    limits: { cpu: 1 }\n";
         assert!(Scenario::parse("t.yaml", unknown_limit).is_err());
+        // The contract's limits are positive integers: a zero is caught before sending.
+        let zero_limit = "snippets:\n  - code: x\n    limits: { fuel: 0 }\n";
+        assert!(Scenario::parse("t.yaml", zero_limit).is_err());
+        let negative = r#"{"snippets": [{"code": "x", "limits": {"timeout_ms": -1}}]}"#;
+        assert!(Scenario::parse("t.json", negative).is_err());
         let zero = "snippets:\n  - code: x\n    weight: 0\n";
         assert!(matches!(
             Scenario::parse("t.yaml", zero),
@@ -592,13 +559,7 @@ snippets:
     #[test]
     fn the_mix_covers_every_status() {
         let s = Scenario::builtin(Builtin::Mixed);
-        for status in [
-            ExecStatus::Ok,
-            ExecStatus::Error,
-            ExecStatus::Timeout,
-            ExecStatus::FuelExhausted,
-            ExecStatus::MemoryExceeded,
-        ] {
+        for status in Status::ALL {
             assert!(
                 s.snippets.iter().any(|x| x.expect.status == Some(status)),
                 "{status:?}"
@@ -608,13 +569,11 @@ snippets:
         assert!(s.validate().is_ok());
     }
 
-    fn response(status: &str, stdout: &str, truncated: bool) -> ExecResponse {
-        ExecResponse {
-            status: Some(status.into()),
-            stdout: Some(stdout.into()),
-            truncated: Some(Truncated { stdout: truncated }),
-            ..ExecResponse::default()
-        }
+    fn response(status: &str, stdout: &str, truncated: bool) -> ExecuteResponse {
+        let status = serde_json::from_value(status.into()).unwrap();
+        let mut r = test_response(status, stdout, "e");
+        r.truncated.stdout = truncated;
+        r
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::Outcome;
+use crate::client::{Body, Outcome};
 use crate::report::{Counts, LatencySummary, Report, SnippetReport, TimelinePoint, WrongExample};
 use crate::scenario::{Scenario, Verdict};
 
@@ -107,6 +107,7 @@ struct Inner {
     by_http_code: BTreeMap<String, u64>,
     by_status: BTreeMap<String, u64>,
     by_error_code: BTreeMap<String, u64>,
+    by_limit: BTreeMap<String, u64>,
     transport_errors: BTreeMap<String, u64>,
     executors: BTreeMap<String, u64>,
     snippets: Vec<PerSnippet>,
@@ -173,6 +174,7 @@ impl Recorder {
                 by_http_code: BTreeMap::new(),
                 by_status: BTreeMap::new(),
                 by_error_code: BTreeMap::new(),
+                by_limit: BTreeMap::new(),
                 transport_errors: BTreeMap::new(),
                 executors: BTreeMap::new(),
                 snippets,
@@ -243,18 +245,25 @@ impl Recorder {
                 if let Some(name) = executor {
                     *inner.executors.entry(name.clone()).or_default() += 1;
                 }
-                let exec_status = body.as_ref().and_then(|b| b.status.clone());
-                let key = match (&exec_status, body.as_ref().and_then(|b| b.error.as_ref())) {
-                    (Some(s), _) => s.clone(),
-                    (None, Some(e)) => {
-                        *inner.by_error_code.entry(e.code.clone()).or_default() += 1;
+                let key = match body {
+                    Body::Execution(r) => {
+                        if let Some(hit) = &r.limit {
+                            *inner.by_limit.entry(hit.kind.as_str().into()).or_default() += 1;
+                        }
+                        r.status.as_str().to_owned()
+                    }
+                    Body::Error(e) => {
+                        *inner
+                            .by_error_code
+                            .entry(e.error.code.as_str().into())
+                            .or_default() += 1;
                         format!("http_{code}")
                     }
-                    (None, None) => format!("http_{code}"),
+                    Body::Other => format!("http_{code}"),
                 };
                 *inner.by_status.entry(key.clone()).or_default() += 1;
                 status_key = Some(key);
-                match snippet.expect.check(*code, body.as_ref()) {
+                match snippet.expect.check(*code, body.execution()) {
                     Verdict::Right => {}
                     Verdict::UnexpectedHttp => error = true,
                     Verdict::Wrong(why) => wrong = Some(why),
@@ -380,6 +389,7 @@ impl Recorder {
             by_http_code: inner.by_http_code.clone(),
             by_status: inner.by_status.clone(),
             by_error_code: inner.by_error_code.clone(),
+            by_limit: inner.by_limit.clone(),
             transport_errors: inner.transport_errors.clone(),
             fairness: crate::report::fairness(&inner.executors),
             executors: inner.executors.clone(),
@@ -396,7 +406,8 @@ impl Recorder {
 mod tests {
     use super::*;
     use crate::client::TransportError;
-    use crate::scenario::{Builtin, ExecResponse};
+    use crate::scenario::{Builtin, test_response};
+    use runbox_api::{LimitHit, LimitKind, Status};
 
     #[test]
     fn percentiles_come_from_the_histogram_within_its_precision() {
@@ -422,11 +433,7 @@ mod tests {
         Outcome::Response {
             code: 200,
             executor: Some(executor.into()),
-            body: Some(ExecResponse {
-                status: Some("ok".into()),
-                stdout: Some(stdout.into()),
-                ..ExecResponse::default()
-            }),
+            body: Body::Execution(Box::new(test_response(Status::Ok, stdout, executor))),
         }
     }
 
@@ -442,7 +449,9 @@ mod tests {
             Outcome::Response {
                 code: 429,
                 executor: None,
-                body: serde_json::from_str(r#"{"error": {"code": "overloaded"}}"#).ok(),
+                body: Body::Error(
+                    runbox_api::ApiError::new(runbox_api::ErrorCode::Overloaded, "busy").body(),
+                ),
             },
             Outcome::Transport(TransportError::Connect),
         ];
@@ -483,5 +492,51 @@ mod tests {
         assert_eq!(r.timeline[0].offered, 5);
         assert_eq!(r.snippets[0].sent, 5);
         assert_eq!(r.snippets[0].wrong_results, 1);
+    }
+
+    #[test]
+    fn statuses_and_limits_come_from_the_typed_result() {
+        let start = Instant::now();
+        let scenario = Scenario::builtin(Builtin::Mixed).named();
+        let index = |name: &str| scenario.snippets.iter().position(|s| s.name == name).unwrap();
+        let (hello, timeout, flood) = (index("hello"), index("timeout"), index("output-flood"));
+        let rec = Recorder::new(scenario, start);
+        let limits = runbox_api::Limits {
+            timeout: Duration::from_millis(300),
+            fuel: 1,
+            memory_bytes: 1,
+            output_bytes: 1024,
+        };
+        let mut timed_out = test_response(Status::Timeout, "", "e");
+        timed_out.limit = Some(LimitHit::new(LimitKind::Timeout, &limits));
+        let mut cut = test_response(Status::Ok, &"x".repeat(1024), "e");
+        cut.truncated.stdout = true;
+        cut.limit = Some(LimitHit::new(LimitKind::Output, &limits));
+        for (snippet, r) in [
+            (hello, test_response(Status::Ok, "hi\n", "e")),
+            (timeout, timed_out),
+            (flood, cut),
+        ] {
+            rec.on_send(start, start);
+            rec.record(Sample {
+                snippet,
+                intended: start,
+                sent: start,
+                finished: start + Duration::from_millis(1),
+                outcome: Outcome::Response {
+                    code: 200,
+                    executor: Some("e".into()),
+                    body: Body::Execution(Box::new(r)),
+                },
+            });
+        }
+        let r = rec.finish(Instant::now());
+        assert_eq!(r.counts.good, 3, "{:?}", r.wrong_examples);
+        assert_eq!(r.by_status["ok"], 2);
+        assert_eq!(r.by_status["timeout"], 1);
+        assert_eq!(r.by_limit["timeout"], 1);
+        assert_eq!(r.by_limit["output"], 1);
+        assert_eq!(r.by_limit.len(), 2);
+        assert!(r.render().contains("limits       output: 1"), "{}", r.render());
     }
 }

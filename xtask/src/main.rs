@@ -5,7 +5,9 @@
 //!   (componentize-py into a private virtualenv, pinned and hash-checked).
 //! - `guest`: builds the Python guest component when its inputs changed.
 //! - `run`: setup + guest + release build, then starts the service.
-//! - `test`: setup + guest + fmt + clippy + every test.
+//! - `test`: setup + guest + fmt + clippy + every test, including the
+//!   playground in Chromium and schemathesis against the gateway's OpenAPI
+//!   document.
 //! - `bench`: the benchmarks behind `docs/benchmarks.md`.
 
 #![forbid(unsafe_code)]
@@ -13,6 +15,7 @@
 mod bench;
 mod frontend;
 mod paths;
+mod schemathesis;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -143,6 +146,40 @@ fn check_script(paths: &Paths, script: &str) -> Result<()> {
     )
 }
 
+/// The Kubernetes gateway image is built without the embedded executor:
+/// its dependency tree must hold no wasmtime (nor Cranelift).
+fn gateway_links_no_wasmtime(paths: &Paths) -> Result<()> {
+    eprintln!("xtask: checking the gateway without `embedded` links no wasmtime");
+    let out = cargo(paths)
+        .args([
+            "tree",
+            "--package",
+            "gateway",
+            "--no-default-features",
+            "--edges",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .context("running cargo tree")?;
+    if !out.status.success() {
+        bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let linked: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.starts_with("wasmtime") || l.starts_with("cranelift") || l.starts_with("executor "))
+        .collect();
+    if !linked.is_empty() {
+        bail!(
+            "the gateway without `embedded` still depends on: {}",
+            linked.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn test(paths: &Paths) -> Result<()> {
     setup::tools(paths)?;
     setup::guest(paths)?;
@@ -155,6 +192,20 @@ fn test(paths: &Paths) -> Result<()> {
         cargo(paths).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
         "cargo clippy -D warnings",
     )?;
+    gateway_links_no_wasmtime(paths)?;
+    status(
+        cargo(paths).args([
+            "clippy",
+            "--package",
+            "gateway",
+            "--no-default-features",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "cargo clippy -p gateway --no-default-features (the Kubernetes build)",
+    )?;
     check_script(paths, "k8s/tests/check.sh")?;
     check_script(paths, "cluster-setup/tests/check.sh")?;
     status(
@@ -164,8 +215,16 @@ fn test(paths: &Paths) -> Result<()> {
     // Compile the guest once, before the tests load it many times at once.
     precompile(paths, "debug")?;
     frontend::e2e(paths)?;
+    schemathesis::run(paths, "debug")?;
     let mut tests = cargo(paths);
     tests.args(["test", "--workspace"]);
     runtime_env(&mut tests, paths);
-    status(&mut tests, "cargo test --workspace")
+    status(&mut tests, "cargo test --workspace")?;
+    let mut tests = cargo(paths);
+    tests.args(["test", "--package", "gateway", "--no-default-features"]);
+    runtime_env(&mut tests, paths);
+    status(
+        &mut tests,
+        "cargo test -p gateway --no-default-features (the Kubernetes build)",
+    )
 }

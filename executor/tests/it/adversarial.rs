@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use executor::limits::Limits;
+use executor::sandbox::Limits;
 use executor::sandbox::{Outcome, Status};
 
 use crate::common::*;

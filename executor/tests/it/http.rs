@@ -6,9 +6,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use testkit::Proc;
+
 use crate::common::*;
 
-async fn post(ex: &ExecutorProcess, body: &Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+async fn post(ex: &Proc, body: &Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let r = reqwest::Client::new()
         .post(ex.url("/execute"))
         .json(body)
@@ -19,7 +21,7 @@ async fn post(ex: &ExecutorProcess, body: &Value) -> (StatusCode, reqwest::heade
     (status, headers, r.json().await.expect("a JSON body"))
 }
 
-async fn post_raw(ex: &ExecutorProcess, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+async fn post_raw(ex: &Proc, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let r = reqwest::Client::new()
         .post(ex.url("/execute"))
         .header("content-type", content_type)
@@ -44,8 +46,10 @@ fn assert_error(got: (StatusCode, Value), status: u16, code: &str) {
 
 #[tokio::test]
 async fn execute_contract() {
-    let ex = ExecutorProcess::start(&[("EXECUTOR_NAME", "exec-test-1")]);
-    ex.wait_ready().await;
+    let ex = testkit::executor("test")
+        .envs(&[("EXECUTOR_NAME", "exec-test-1")])
+        .ready()
+        .await;
     let (status, headers, body) = post(
         &ex,
         &json!({"code": "import sys\nprint(input(), sys.argv[1:])", "stdin": "hey", "args": ["a"]}),
@@ -102,16 +106,114 @@ async fn execute_contract() {
     .await;
     assert_eq!((status.as_u16(), body["status"].clone()), (200, json!("timeout")));
     assert_eq!(body["fuel_used"], Value::Null);
+    assert_eq!(
+        body["limit"],
+        json!({"kind": "timeout", "value": 200, "unit": "ms",
+               "message": "the run exceeded its wall-clock limit of 200 ms"})
+    );
+}
+
+#[tokio::test]
+async fn the_limit_field_is_structured_clamped_and_cannot_be_forged() {
+    let ex = testkit::executor("test")
+        .envs(&[
+            ("EXECUTOR_MAX_TIMEOUT_MS", "300"),
+            ("EXECUTOR_MAX_OUTPUT_BYTES", "100"),
+        ])
+        .ready()
+        .await;
+    let spin = "while True: pass";
+    // Just under the maximum is kept; just over it is clamped to it.
+    for (asked, got) in [(299, 299), (300, 300), (301, 300)] {
+        let (_, _, body) = post(&ex, &json!({"code": spin, "limits": {"timeout_ms": asked}})).await;
+        assert_eq!(body["status"], "timeout", "{body}");
+        assert_eq!(
+            (body["limit"]["kind"].clone(), body["limit"]["value"].clone()),
+            (json!("timeout"), json!(got))
+        );
+    }
+    // Output: exactly at the cap is not a limit; one byte more is.
+    let (_, _, body) = post(&ex, &json!({"code": "print('o' * 99)"})).await;
+    assert_eq!(
+        (body["limit"].clone(), body["truncated"]["stdout"].clone()),
+        (Value::Null, json!(false))
+    );
+    let (_, _, body) = post(&ex, &json!({"code": "print('o' * 100)"})).await;
+    assert_eq!(body["status"], "ok");
+    assert_eq!(
+        (
+            body["limit"]["kind"].clone(),
+            body["limit"]["value"].clone(),
+            body["truncated"]["stdout"].clone()
+        ),
+        (json!("output"), json!(100), json!(true))
+    );
+    // A snippet that prints the sandbox's note itself changes nothing.
+    let forged = "import sys\nprint('[runbox] timeout: the run exceeded its wall-clock limit of 5 ms', file=sys.stderr)";
+    let (_, _, body) = post(&ex, &json!({"code": forged})).await;
+    assert_eq!(
+        (body["status"].clone(), body["limit"].clone()),
+        (json!("ok"), Value::Null),
+        "{body}"
+    );
+    assert!(body["stderr"].as_str().unwrap().starts_with("[runbox] timeout"));
+    // Fuel and memory name themselves too.
+    let (_, _, body) = post(&ex, &json!({"code": spin, "limits": {"fuel": 1000000}})).await;
+    assert_eq!(
+        (body["status"].clone(), body["limit"]["kind"].clone()),
+        (json!("fuel_exhausted"), json!("fuel"))
+    );
+    let (_, _, body) = post(
+        &ex,
+        &json!({"code": "b = bytearray(2**28)", "limits": {"memory_bytes": 33554432}}),
+    )
+    .await;
+    assert_eq!(
+        (
+            body["status"].clone(),
+            body["limit"]["kind"].clone(),
+            body["limit"]["value"].clone()
+        ),
+        (json!("memory_exceeded"), json!("memory"), json!(33554432))
+    );
+}
+
+#[tokio::test]
+async fn args_are_capped_at_1024_and_every_answer_is_json() {
+    let ex = testkit::executor("test").envs(&[]).ready().await;
+    let args = |n: usize| vec!["a"; n];
+    let (status, _, body) = post(
+        &ex,
+        &json!({"code": "import sys; print(len(sys.argv))", "args": args(1024)}),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["stdout"].clone()), (200, json!("1025\n")));
+    let (status, _, body) = post(&ex, &json!({"code": "", "args": args(1025)})).await;
+    assert_error((status, body), 400, "invalid_request");
+    // A known route with the wrong method: 405, JSON, with Allow.
+    let r = reqwest::get(ex.url("/execute")).await.unwrap();
+    assert!(r.headers().contains_key("allow"));
+    assert_error((r.status(), r.json().await.unwrap()), 405, "method_not_allowed");
+    // The document is served, and it is the committed one.
+    let served = reqwest::get(ex.url("/openapi.json"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served, runbox_api::openapi::document_json());
 }
 
 #[tokio::test]
 async fn bad_input_gets_a_stable_error_code() {
-    let ex = ExecutorProcess::start(&[
-        ("EXECUTOR_MAX_CODE_BYTES", "1000"),
-        ("EXECUTOR_MAX_STDIN_BYTES", "1000"),
-        ("EXECUTOR_MAX_BODY_BYTES", "5000"),
-    ]);
-    ex.wait_ready().await;
+    let ex = testkit::executor("test")
+        .envs(&[
+            ("EXECUTOR_MAX_CODE_BYTES", "1000"),
+            ("EXECUTOR_MAX_STDIN_BYTES", "1000"),
+            ("EXECUTOR_MAX_BODY_BYTES", "5000"),
+        ])
+        .ready()
+        .await;
     let json = "application/json";
     assert_error(
         post_raw(&ex, json, b"{not json".to_vec()).await,
@@ -209,8 +311,10 @@ async fn bad_input_gets_a_stable_error_code() {
 
 #[tokio::test]
 async fn overload_is_429_with_retry_after_and_the_queue_is_honoured() {
-    let ex = ExecutorProcess::start(&[("EXECUTOR_CONCURRENCY", "1"), ("EXECUTOR_QUEUE_DEPTH", "1")]);
-    ex.wait_ready().await;
+    let ex = testkit::executor("test")
+        .envs(&[("EXECUTOR_CONCURRENCY", "1"), ("EXECUTOR_QUEUE_DEPTH", "1")])
+        .ready()
+        .await;
     let slow = json!({"code": "import time\ntime.sleep(1.0)\nprint('slow')"});
     let first = tokio::spawn({
         let url = ex.url("/execute");
@@ -225,7 +329,10 @@ async fn overload_is_429_with_retry_after_and_the_queue_is_honoured() {
                 .status()
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    ex.wait_metric("executor_inflight_executions", Duration::from_secs(30), |v| {
+        v == Some(1.0)
+    })
+    .await;
     // One slot busy, one queue place: the second waits, the third is refused.
     let second = tokio::spawn({
         let url = ex.url("/execute");
@@ -239,7 +346,10 @@ async fn overload_is_429_with_retry_after_and_the_queue_is_honoured() {
             r.json::<Value>().await.unwrap()
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    ex.wait_metric("executor_queue_depth", Duration::from_secs(30), |v| {
+        v == Some(1.0)
+    })
+    .await;
     let r = reqwest::Client::new()
         .post(ex.url("/execute"))
         .json(&json!({"code": "print('third')"}))
@@ -269,8 +379,10 @@ async fn overload_is_429_with_retry_after_and_the_queue_is_honoured() {
 
 #[tokio::test]
 async fn sixty_four_hostile_snippets_at_once_over_http() {
-    let ex = ExecutorProcess::start(&[("EXECUTOR_QUEUE_DEPTH", "64")]);
-    ex.wait_ready().await;
+    let ex = testkit::executor("test")
+        .envs(&[("EXECUTOR_QUEUE_DEPTH", "64")])
+        .ready()
+        .await;
     let cases = [
         ("while True: pass", "timeout"),
         ("import time; time.sleep(10**6)", "timeout"),
@@ -304,7 +416,7 @@ async fn sixty_four_hostile_snippets_at_once_over_http() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("executor_executions_total{status=\"timeout\"}"),
+        metrics.contains("executor_executions_total{runtime=\"python\",status=\"timeout\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("executor_inflight_executions 0"), "{metrics}");
@@ -317,7 +429,10 @@ async fn not_ready_until_the_runtime_is_loaded() {
     let fifo = dir.path().join("guest.wasm");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let ex = ExecutorProcess::start(&[("EXECUTOR_GUEST_WASM", fifo.to_str().unwrap())]);
+    let ex = testkit::executor("test")
+        .env("EXECUTOR_GUEST_WASM", &fifo)
+        .start()
+        .await;
     let r = reqwest::get(ex.url("/readyz")).await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
@@ -335,8 +450,7 @@ async fn not_ready_until_the_runtime_is_loaded() {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_work_then_exits() {
-    let ex = ExecutorProcess::start(&[]);
-    ex.wait_ready().await;
+    let mut ex = testkit::executor("test").ready().await;
     let client = reqwest::Client::new();
     let in_flight = tokio::spawn({
         let (client, url) = (client.clone(), ex.url("/execute"));
@@ -346,23 +460,68 @@ async fn sigterm_drains_in_flight_work_then_exits() {
             (r.status(), r.json::<Value>().await.unwrap())
         }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Once the run is in flight (the gauge says so), ask the process to stop.
+    ex.wait_metric("executor_inflight_executions", Duration::from_secs(30), |v| {
+        v == Some(1.0)
+    })
+    .await;
     ex.terminate();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // New work is refused (503 while the listener drains, or no connection).
-    if let Ok(r) = client.get(ex.url("/readyz")).send().await {
-        assert_eq!(r.status(), 503);
-    }
+    // New work is refused: readiness turns 503 while draining (or the
+    // listener is already closed).
+    let url = ex.url("/readyz");
+    let refused = testkit::poll_until(
+        "readiness to turn false",
+        Duration::from_secs(10),
+        || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        },
+        |status| *status != 200,
+    )
+    .await;
+    assert!(refused == 503 || refused == 0, "readyz said {refused}");
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(
         (status.as_u16(), body["stdout"].clone()),
         (200, json!("finished\n"))
     );
-    let exit = tokio::task::spawn_blocking(move || {
-        let mut ex = ex;
-        ex.child.wait().unwrap()
-    })
-    .await
-    .unwrap();
+    let exit = ex.wait_exit(Duration::from_secs(60)).await;
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn a_runtime_that_fails_to_load_or_is_unknown_stops_the_process_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("guest.wasm");
+    std::fs::write(&garbage, b"not wasm").unwrap();
+    let mut ex = testkit::executor("test")
+        .env("EXECUTOR_GUEST_WASM", &garbage)
+        .env("EXECUTOR_NO_CACHE", "true")
+        .start()
+        .await;
+    let exit = ex.wait_exit(Duration::from_secs(60)).await;
+    assert!(!exit.success(), "{exit:?}");
+    assert!(
+        ex.logs().contains("runtime `python` failed to load"),
+        "{}",
+        ex.logs()
+    );
+
+    let refused = testkit::executor("test")
+        .env("EXECUTOR_RUNTIMES", "python,cobol")
+        .try_start()
+        .await
+        .expect_err("an unknown runtime is refused before serving");
+    let text = refused.to_string();
+    assert!(
+        text.contains("unknown runtime `cobol`") && text.contains("available: python"),
+        "{text}"
+    );
 }

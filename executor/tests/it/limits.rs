@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use executor::limits::Limits;
-use executor::sandbox::{Outcome, Status};
+use executor::sandbox::Limits;
+use executor::sandbox::{LimitKind, Outcome, Status};
 
 use crate::common::*;
 
@@ -18,8 +18,20 @@ async fn obeyed_and_violated(
 ) -> (Outcome, Outcome) {
     let ok = run_limited(code, within).await;
     assert_status(&ok, Status::Ok);
+    assert_eq!(ok.limit, None, "no limit shaped the run within its budget");
     let bad = run_limited(code, beyond).await;
     assert_status(&bad, violated);
+    let kind = match violated {
+        Status::Timeout => Some(LimitKind::Timeout),
+        Status::FuelExhausted => Some(LimitKind::Fuel),
+        Status::MemoryExceeded => Some(LimitKind::Memory),
+        _ => Some(LimitKind::Output),
+    };
+    assert_eq!(
+        bad.limit.as_ref().map(|l| l.kind),
+        kind,
+        "the limit that fired is named"
+    );
     if violated != Status::Ok {
         let tag = format!("[runbox] {}:", violated.as_str());
         assert!(
@@ -142,4 +154,50 @@ async fn output_is_capped_per_stream() {
     assert_eq!(bad.stdout, vec![b'o'; 100]);
     assert_eq!(bad.stderr, vec![b'e'; 100]);
     assert!(bad.stdout_truncated && bad.stderr_truncated);
+}
+
+#[tokio::test]
+async fn fuel_is_enforced_to_the_unit() {
+    // Fuel is deterministic for a snippet that does not depend on the
+    // per-run random seed. Find the smallest budget that lets it finish: the
+    // budget it reports using is enough, that budget again is enough, one
+    // unit less is not, and the boundary sits within 1% of what it used.
+    let code = "n = 0\nfor i in range(20_000): n += i\nprint(n)";
+    let first = run(code).await;
+    assert_status(&first, Status::Ok);
+    let used = first.fuel_used.expect("exact fuel after a normal exit");
+    let finishes = |fuel: u64| async move {
+        let o = run_limited(code, Limits { fuel, ..limits() }).await;
+        match o.status {
+            Status::Ok => true,
+            Status::FuelExhausted => false,
+            other => panic!("unexpected {other:?} with fuel {fuel}"),
+        }
+    };
+    assert!(finishes(used).await, "the reported budget suffices");
+    let (mut short, mut enough) = (used / 2, used);
+    assert!(!finishes(short).await);
+    while enough - short > 1 {
+        let mid = short + (enough - short) / 2;
+        if finishes(mid).await {
+            enough = mid;
+        } else {
+            short = mid;
+        }
+    }
+    assert!(finishes(enough).await, "the boundary is stable");
+    let o = run_limited(
+        code,
+        Limits {
+            fuel: enough - 1,
+            ..limits()
+        },
+    )
+    .await;
+    assert_status(&o, Status::FuelExhausted);
+    assert_eq!(
+        o.limit.map(|l| (l.kind, l.value)),
+        Some((LimitKind::Fuel, enough - 1))
+    );
+    assert!(used - enough <= used / 100, "boundary {enough} vs used {used}");
 }

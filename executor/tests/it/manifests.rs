@@ -7,8 +7,6 @@
 
 use serde_json::Value;
 
-use crate::common::ExecutorProcess;
-
 fn expected() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/tests/expected.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("k8s/tests/expected.json"))
@@ -37,8 +35,7 @@ pub fn exported_labels(text: &str, metric: &str) -> Option<Vec<String>> {
 
 #[tokio::test]
 async fn every_metric_the_autoscaler_uses_is_exported_with_its_labels() {
-    let ex = ExecutorProcess::start(&[]);
-    ex.wait_ready().await;
+    let ex = testkit::executor("test").ready().await;
     let text = reqwest::get(ex.url("/metrics"))
         .await
         .unwrap()

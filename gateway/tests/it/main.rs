@@ -1,7 +1,9 @@
-//! Gateway integration tests: real gateway and executor processes on
-//! 127.0.0.1, and Kubernetes discovery against a mocked API server.
+//! Gateway integration tests: the gateway in-process over stand-in
+//! executors; real gateway and executor processes on 127.0.0.1 (`testkit`);
+//! Kubernetes discovery against a mocked API server; the manifests'
+//! environment against the config.
 
-mod common;
+mod in_process;
 mod kubernetes;
 mod manifests;
-mod proxy;
+mod processes;

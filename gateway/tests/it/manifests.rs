@@ -1,11 +1,35 @@
-//! The manifests' environment against both binaries: every variable set on
-//! the executor and gateway containers (`k8s/tests/expected.json`, extracted
-//! and kept current by `k8s/tests/check.sh`) is one the binary accepts,
-//! parsed by its real config struct.
+//! The manifests' environment against the binaries: every variable set on
+//! the gateway containers (`k8s/tests/expected.json`, extracted and kept
+//! current by `k8s/tests/check.sh`) is one the gateway accepts, parsed by its
+//! real config struct as built for the image (the Kubernetes image has no
+//! embedded executor, so this also runs under `--no-default-features`);
+//! with feature `embedded`, the executor containers' too.
 
 use clap::Parser;
-use executor::config::env_to_args;
 use serde_json::Value;
+
+/// The command line that `env` amounts to for the config struct `C`: each
+/// variable becomes the flag that reads it, or an error naming a variable no
+/// flag reads.
+fn env_to_args<C: clap::CommandFactory>(env: &[(&str, &str)]) -> Result<Vec<String>, String> {
+    let command = C::command();
+    let mut args = vec![command.get_name().to_owned()];
+    for (name, value) in env {
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == *name))
+            .ok_or_else(|| format!("no flag reads the environment variable {name}"))?;
+        let long = arg
+            .get_long()
+            .ok_or_else(|| format!("{name}: flag has no long form"))?;
+        if arg.get_action().takes_values() {
+            args.push(format!("--{long}={value}"));
+        } else if !matches!(*value, "" | "0" | "false" | "no" | "off") {
+            args.push(format!("--{long}"));
+        }
+    }
+    Ok(args)
+}
 
 /// Each container of `binary` in the manifests, as (workload, env pairs).
 fn containers(binary: &str) -> Vec<(String, Vec<(String, String)>)> {
@@ -45,6 +69,7 @@ fn accepted<C: clap::CommandFactory + Parser>(binary: &str) -> Vec<C> {
         .collect()
 }
 
+#[cfg(feature = "embedded")]
 #[test]
 fn manifest_environment_is_accepted_by_the_executor() {
     for config in accepted::<executor::config::Config>("executor") {
@@ -60,4 +85,12 @@ fn manifest_environment_is_accepted_by_the_gateway() {
             gateway::config::DiscoveryKind::Kubernetes
         );
     }
+}
+
+#[test]
+fn unknown_variables_are_named() {
+    let e = env_to_args::<gateway::config::Config>(&[("GATEWAY_NOPE", "1")]).unwrap_err();
+    assert!(e.contains("GATEWAY_NOPE"), "{e}");
+    let args = env_to_args::<gateway::config::Config>(&[("GATEWAY_BALANCE", "least-inflight")]).unwrap();
+    assert_eq!(args, ["gateway", "--balance=least-inflight"]);
 }

@@ -1,5 +1,6 @@
-//! `runbox-baseline`: parse the configuration, check the interpreter, bind, serve until Ctrl-C or
-//! SIGTERM. Logs one JSON line with `fields.addr` (like the executor and the gateway).
+//! `runbox-baseline`: parse the configuration, init tracing (JSON lines), check the
+//! interpreter, bind, serve until Ctrl-C or SIGTERM. Logs `baseline listening` with
+//! `fields.addr`, like the executor and the gateway.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -7,37 +8,18 @@ use std::sync::Arc;
 
 use clap::Parser;
 use loadtest::baseline::{self, Baseline, Config};
-
-async fn shutdown() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
+use runbox_api::server::{init_tracing, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    init_tracing(true);
     let result = async {
         let baseline = Arc::new(Baseline::new(config.clone()).await?);
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        println!(
-            "{}",
-            serde_json::json!({
-                "level": "INFO",
-                "fields": {
-                    "message": "baseline listening",
-                    "addr": addr.to_string(),
-                    "python": config.python,
-                    "version": baseline.version(),
-                },
-                "target": "runbox_baseline",
-            })
-        );
-        baseline::run(listener, baseline, shutdown()).await?;
+        tracing::info!(addr = %addr, python = %config.python, version = %baseline.version(), "baseline listening");
+        baseline::run(listener, baseline, shutdown_signal()).await?;
         anyhow::Ok(())
     }
     .await;

@@ -1,177 +1,69 @@
-//! The load tester against real processes on 127.0.0.1: executors, gateways and the baseline,
-//! driven through the `loadtest` binary as an operator would (its exit code included).
+//! The load tester against real processes on 127.0.0.1 (started with `testkit`): executors,
+//! gateways and the baseline, driven through the `loadtest` binary as an operator would (its exit
+//! code included).
 //!
-//! The executor and gateway binaries come from `RUNBOX_BIN_DIR`, else from beside `loadtest`
-//! (one workspace target directory). The guest comes from `EXECUTOR_GUEST_WASM`, else
-//! `.runbox/guest/python.wasm`; the executors use their default AOT cache unless
-//! `EXECUTOR_CACHE_DIR` says otherwise.
+//! The tests of the client itself (expectations, thresholds, open-loop timing, Ctrl-C) run
+//! against `runbox-baseline`, which needs only `python3`; those about runbox (round robin, the
+//! limits under load, the gateway's metrics) against executors and gateways, whose binaries
+//! `testkit` finds in the target directory (`cargo xtask test` builds them; alone: `cargo build
+//! -p executor -p gateway` first). The guest and AOT cache come from `EXECUTOR_GUEST_WASM` and
+//! `EXECUTOR_CACHE_DIR` (see `testkit`).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use loadtest::report::Report;
+use runbox_api::{ErrorCode, ExecuteRequest, LimitKind, Status};
+use testkit::Proc;
 
-fn bin_dir() -> PathBuf {
-    std::env::var_os("RUNBOX_BIN_DIR").map_or_else(
-        || {
-            Path::new(env!("CARGO_BIN_EXE_loadtest"))
-                .parent()
-                .expect("a directory")
-                .to_owned()
-        },
-        PathBuf::from,
-    )
-}
+/// Longest one `loadtest` run may take here.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
-fn runbox_binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the workspace (`cargo build`) or set RUNBOX_BIN_DIR",
-        path.display()
-    );
-    path
-}
-
-fn guest_wasm() -> PathBuf {
-    std::env::var_os("EXECUTOR_GUEST_WASM").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.runbox/guest/python.wasm"),
-        PathBuf::from,
-    )
-}
-
-/// A child process that logs JSON lines, one with `fields.addr`; killed on drop.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("spawning");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent
-                    && let Some(addr) = serde_json::from_str::<serde_json::Value>(&line)
-                        .ok()
-                        .and_then(|v| v["fields"]["addr"].as_str().and_then(|a| a.parse().ok()))
-                {
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the process never reported its address");
-            }
-        };
-        Proc { child, addr }
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn wait_ready(&self) -> &Proc {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if http_get(self.addr, "/readyz").is_some_and(|(code, _)| code == 200) {
-                return self;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{} never became ready", self.addr);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal `GET` (HTTP/1.1, `Connection: close`): the status and the raw rest.
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text))
-}
-
-fn executor(name: &str) -> Proc {
-    let mut cmd = Command::new(runbox_binary("executor"));
-    cmd.env("EXECUTOR_LISTEN", "127.0.0.1:0")
-        .env("EXECUTOR_NAME", name)
-        .env("EXECUTOR_GUEST_WASM", guest_wasm())
-        .env("EXECUTOR_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info");
-    let p = Proc::spawn(cmd);
-    p.wait_ready();
-    p
+async fn executor(name: &str) -> Proc {
+    testkit::executor(name).ready().await
 }
 
 /// A gateway over `executors` with `balance`, once it counts them all ready.
-fn gateway(executors: &[&Proc], balance: &str) -> Proc {
-    let urls: Vec<String> = executors.iter().map(|e| e.base()).collect();
-    let mut cmd = Command::new(runbox_binary("gateway"));
-    cmd.env("GATEWAY_LISTEN", "127.0.0.1:0")
-        .env("GATEWAY_EXECUTORS", urls.join(","))
-        .env("GATEWAY_BALANCE", balance)
-        .env("GATEWAY_RATE_LIMIT_RPS", "0")
-        .env("GATEWAY_PROBE_INTERVAL_MS", "100")
-        .env("GATEWAY_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info");
-    let gw = Proc::spawn(cmd);
-    let want = format!("gateway_backends{{state=\"ready\"}} {}", executors.len());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http_get(gw.addr, "/metrics").is_some_and(|(_, text)| text.lines().any(|l| l.trim() == want)) {
-            return gw;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the gateway never saw {} ready executors", executors.len());
+async fn gateway(executors: &[&Proc], balance: &str) -> Proc {
+    let gw = testkit::gateway()
+        .executors(executors)
+        .envs(&[("GATEWAY_BALANCE", balance), ("GATEWAY_RATE_LIMIT_RPS", "0")])
+        .start()
+        .await;
+    let n = executors.len() as f64;
+    gw.wait_metric(
+        "gateway_backends{state=\"ready\"}",
+        Duration::from_secs(30),
+        |v| v == Some(n),
+    )
+    .await;
+    gw
 }
 
-fn baseline(env: &[(&str, &str)]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbox-baseline"));
-    cmd.env("BASELINE_LISTEN", "127.0.0.1:0");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let p = Proc::spawn(cmd);
-    p.wait_ready();
-    p
+async fn baseline(env: &[(&str, &str)]) -> Proc {
+    testkit::baseline().envs(env).ready().await
 }
 
-/// Runs the `loadtest` binary (no progress line), bounded by `timeout`.
-fn loadtest(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .arg("--no-progress")
+fn loadtest_command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    cmd.arg("--no-progress")
         .args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning loadtest");
-    let output = child.wait_with_output().expect("loadtest ran");
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs the `loadtest` binary (no progress line), bounded by [`RUN_TIMEOUT`].
+async fn loadtest(args: &[&str]) -> Output {
+    let child = loadtest_command(args).spawn().expect("spawning loadtest");
+    let output = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("loadtest {args:?} still running after {RUN_TIMEOUT:?}"))
+        .expect("loadtest ran");
     eprintln!(
         "loadtest {args:?} → {:?}\n{}{}",
         output.status.code(),
@@ -187,11 +79,11 @@ fn read_report(path: &Path) -> Report {
 }
 
 /// A run that must succeed; returns its parsed JSON report.
-fn run_ok(dir: &Path, name: &str, args: &[&str]) -> Report {
+async fn run_ok(dir: &Path, name: &str, args: &[&str]) -> Report {
     let json = dir.join(format!("{name}.json"));
     let mut all = args.to_vec();
     all.extend(["--json", json.to_str().unwrap(), "--label", name]);
-    let out = loadtest(&all);
+    let out = loadtest(&all).await;
     assert_eq!(out.status.code(), Some(0), "loadtest {name} failed");
     read_report(&json)
 }
@@ -223,12 +115,16 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn closed_loop_counts_add_up_and_round_robin_is_even() {
+fn count(map: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
+    map.get(key).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn closed_loop_counts_add_up_and_round_robin_is_even() {
     let dir = tempfile::tempdir().unwrap();
-    let (e1, e2, e3) = (executor("e1"), executor("e2"), executor("e3"));
-    let rr = gateway(&[&e1, &e2, &e3], "round-robin");
-    let li = gateway(&[&e1, &e2, &e3], "least-inflight");
+    let (e1, e2, e3) = (executor("e1").await, executor("e2").await, executor("e3").await);
+    let rr = gateway(&[&e1, &e2, &e3], "round-robin").await;
+    let li = gateway(&[&e1, &e2, &e3], "least-inflight").await;
     let svg = dir.path().join("rr.svg");
 
     let a = run_ok(
@@ -244,11 +140,13 @@ fn closed_loop_counts_add_up_and_round_robin_is_even() {
             "--plot",
             svg.to_str().unwrap(),
         ],
-    );
+    )
+    .await;
     assert_eq!(a.counts.sent, 90);
     assert_eq!(a.counts.good, 90, "{:?}", a.counts);
     assert_eq!(a.by_http_code["200"], 90);
     assert_eq!(a.by_status["ok"], 90);
+    assert!(a.by_limit.is_empty(), "{:?}", a.by_limit);
     assert_counts_add_up(&a);
     assert_eq!(a.settings.mode, "closed");
     assert_eq!(a.latency_basis, "send");
@@ -269,13 +167,14 @@ fn closed_loop_counts_add_up_and_round_robin_is_even() {
         dir.path(),
         "li",
         &["--url", &li.base(), "--workers", "3", "--requests", "30"],
-    );
+    )
+    .await;
     assert_eq!(b.counts.sent, 90);
     assert_counts_add_up(&b);
     assert_eq!(b.executors.values().sum::<u64>(), 90);
 
     let (ja, jb) = (dir.path().join("rr.json"), dir.path().join("li.json"));
-    let out = loadtest(&["--compare", ja.to_str().unwrap(), jb.to_str().unwrap()]);
+    let out = loadtest(&["--compare", ja.to_str().unwrap(), jb.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -288,7 +187,8 @@ fn closed_loop_counts_add_up_and_round_robin_is_even() {
         ja.to_str().unwrap(),
         jb.to_str().unwrap(),
         "--markdown",
-    ]);
+    ])
+    .await;
     let md = String::from_utf8(out.stdout).unwrap();
     assert!(md.starts_with("|  | rr | li | ratio (b/a) |"), "{md}");
     assert!(md.contains("| requests | 90 | 90 | 1.00× |"), "{md}");
@@ -300,16 +200,17 @@ fn closed_loop_counts_add_up_and_round_robin_is_even() {
         jb.to_str().unwrap(),
         "--curve",
         curve.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 3);
     assert!(std::fs::read_to_string(&curve).unwrap().starts_with("<svg"));
 }
 
-#[test]
-fn wrong_results_are_counted_apart_from_errors() {
+#[tokio::test]
+async fn wrong_results_are_counted_apart_from_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let e = executor("solo");
+    let b = baseline(&[]).await;
     let scenario = write(
         dir.path(),
         "wrong.yaml",
@@ -333,7 +234,7 @@ snippets:
         "wrong",
         &[
             "--url",
-            &e.base(),
+            &b.base(),
             "--scenario-file",
             scenario.to_str().unwrap(),
             "--workers",
@@ -341,7 +242,8 @@ snippets:
             "--requests",
             "20",
         ],
-    );
+    )
+    .await;
     assert_counts_add_up(&r);
     assert_eq!(r.scenario, "deliberately-wrong");
     let snippet = |name: &str| r.snippets.iter().find(|s| s.name == name).unwrap();
@@ -382,7 +284,7 @@ snippets:
     );
     let out = loadtest(&[
         "--url",
-        &e.base(),
+        &b.base(),
         "--scenario-file",
         json.to_str().unwrap(),
         "--workers",
@@ -391,16 +293,37 @@ snippets:
         "3",
         "--max-wrong",
         "0",
-    ]);
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("MISSED: 3 wrong results"));
+
+    // A limit the contract refuses is caught when the file is read, before anything is sent.
+    let zero = write(
+        dir.path(),
+        "zero.yaml",
+        "snippets:\n  - code: print(1)\n    limits: { timeout_ms: 0 }\n",
+    );
+    let out = loadtest(&[
+        "--url",
+        &b.base(),
+        "--scenario-file",
+        zero.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--requests",
+        "1",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zero.yaml"));
 }
 
-#[test]
-fn open_loop_sends_rate_times_duration_and_watches_metrics() {
+#[tokio::test]
+async fn open_loop_sends_rate_times_duration_and_watches_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let (e1, e2) = (executor("e1"), executor("e2"));
-    let gw = gateway(&[&e1, &e2], "round-robin");
+    let (e1, e2) = (executor("e1").await, executor("e2").await);
+    let gw = gateway(&[&e1, &e2], "round-robin").await;
     let svg = dir.path().join("open.svg");
     let watch = format!("{}/metrics,{}/metrics", gw.base(), e1.base());
     let r = run_ok(
@@ -420,7 +343,8 @@ fn open_loop_sends_rate_times_duration_and_watches_metrics() {
             "--plot",
             svg.to_str().unwrap(),
         ],
-    );
+    )
+    .await;
     assert_eq!(r.counts.sent, 50, "25 req/s for 2 s");
     assert_eq!(r.counts.good, 50);
     assert_counts_add_up(&r);
@@ -458,10 +382,10 @@ fn open_loop_sends_rate_times_duration_and_watches_metrics() {
     );
 }
 
-#[test]
-fn open_loop_latency_counts_from_the_intended_send_time() {
+#[tokio::test]
+async fn open_loop_latency_counts_from_the_intended_send_time() {
     let dir = tempfile::tempdir().unwrap();
-    let e = executor("slow");
+    let b = baseline(&[]).await;
     let code = write(
         dir.path(),
         "slow.py",
@@ -474,7 +398,7 @@ fn open_loop_latency_counts_from_the_intended_send_time() {
         "slow",
         &[
             "--url",
-            &e.base(),
+            &b.base(),
             "--code-file",
             code.to_str().unwrap(),
             "--expect-status",
@@ -488,7 +412,8 @@ fn open_loop_latency_counts_from_the_intended_send_time() {
             "--max-inflight",
             "1",
         ],
-    );
+    )
+    .await;
     assert_eq!(r.counts.sent, 10);
     assert_eq!(r.counts.good, 10, "{:?}", r.wrong_examples);
     assert_counts_add_up(&r);
@@ -507,11 +432,11 @@ fn open_loop_latency_counts_from_the_intended_send_time() {
     assert!(r.latency_ms.p50_ms > r.service_time_ms.p50_ms + 200.0);
 }
 
-#[test]
-fn thresholds_set_the_exit_code() {
+#[tokio::test]
+async fn thresholds_set_the_exit_code() {
     let dir = tempfile::tempdir().unwrap();
-    let e = executor("gate");
-    let url = e.base();
+    let b = baseline(&[]).await;
+    let url = b.base();
     let pass = loadtest(&[
         "--url",
         &url,
@@ -525,10 +450,12 @@ fn thresholds_set_the_exit_code() {
         "30s",
         "--max-wrong",
         "0",
-    ]);
+    ])
+    .await;
     assert_eq!(pass.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&pass.stdout).contains("thresholds   passed"));
 
+    // No native interpreter starts in a millisecond.
     let slow = loadtest(&[
         "--url",
         &url,
@@ -540,7 +467,8 @@ fn thresholds_set_the_exit_code() {
         "2",
         "--max-p99",
         "1ms",
-    ]);
+    ])
+    .await;
     assert_eq!(slow.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&slow.stdout).contains("MISSED: p99"));
 
@@ -558,7 +486,8 @@ fn thresholds_set_the_exit_code() {
         "10%",
         "--json",
         json.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert_eq!(down.status.code(), Some(3));
     let r = read_report(&json);
     assert_eq!(r.counts.transport_errors, 3);
@@ -567,17 +496,22 @@ fn thresholds_set_the_exit_code() {
     assert!(!r.threshold_result.passed);
     assert_counts_add_up(&r);
 
-    let unbounded = loadtest(&["--url", &url, "--workers", "1"]);
+    let unbounded = loadtest(&["--url", &url, "--workers", "1"]).await;
     assert_eq!(unbounded.status.code(), Some(1), "a run must be bounded");
-    let usage = loadtest(&["--workers", "1", "--rate", "5"]);
+    let usage = loadtest(&["--workers", "1", "--rate", "5"]).await;
     assert_eq!(usage.status.code(), Some(2));
+    let bad_duration = loadtest(&["--workers", "1", "--duration", "5 parsecs"]).await;
+    assert_eq!(bad_duration.status.code(), Some(2));
+    let bad_status = loadtest(&["--code-file", "x.py", "--expect-status", "fine", "--workers", "1"]).await;
+    assert_eq!(bad_status.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_status.stderr).contains("fuel_exhausted"));
 }
 
-#[test]
-fn the_mixed_scenario_holds_its_limits_under_load() {
+#[tokio::test]
+async fn the_mixed_scenario_holds_its_limits_under_load() {
     let dir = tempfile::tempdir().unwrap();
-    let (e1, e2) = (executor("m1"), executor("m2"));
-    let gw = gateway(&[&e1, &e2], "round-robin");
+    let (e1, e2) = (executor("m1").await, executor("m2").await);
+    let gw = gateway(&[&e1, &e2], "round-robin").await;
     let r = run_ok(
         dir.path(),
         "mixed",
@@ -593,20 +527,34 @@ fn the_mixed_scenario_holds_its_limits_under_load() {
             "--seed",
             "3",
         ],
-    );
+    )
+    .await;
     assert_eq!(r.counts.sent, 48);
     assert_eq!(r.counts.errors, 0, "{:?}", r.by_http_code);
     assert_eq!(r.counts.wrong_results, 0, "{:?}", r.wrong_examples);
     assert_counts_add_up(&r);
     assert!(r.by_status.len() >= 3, "{:?}", r.by_status);
     assert_eq!(r.executors.values().copied().collect::<Vec<_>>(), [24, 24]);
+    // Each run a limit ended names that limit in `limit`.
+    for (kind, status) in [
+        (LimitKind::Timeout, Status::Timeout),
+        (LimitKind::Fuel, Status::FuelExhausted),
+        (LimitKind::Memory, Status::MemoryExceeded),
+    ] {
+        assert_eq!(
+            count(&r.by_limit, kind.as_str()),
+            count(&r.by_status, status.as_str()),
+            "{:?} / {:?}",
+            r.by_limit,
+            r.by_status
+        );
+    }
 }
 
-#[test]
-fn the_baseline_serves_the_same_contract() {
+#[tokio::test]
+async fn the_baseline_serves_the_same_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let python = std::env::var("BASELINE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let b = baseline(&[("BASELINE_PYTHON", &python)]);
+    let b = baseline(&[]).await;
     let scenario = write(
         dir.path(),
         "contract.yaml",
@@ -642,19 +590,19 @@ snippets:
             "--requests",
             "8",
         ],
-    );
+    )
+    .await;
     assert_eq!(r.counts.sent, 16);
     assert_eq!(r.counts.errors, 0, "{:?}", r.by_error_code);
     assert_eq!(r.counts.wrong_results, 0, "{:?}", r.wrong_examples);
     assert_eq!(r.executors["baseline"], 16);
     assert_counts_add_up(&r);
+    let sent = |name: &str| r.snippets.iter().find(|s| s.name == name).unwrap().sent;
+    assert_eq!(count(&r.by_limit, "timeout"), sent("timeout"), "{:?}", r.by_limit);
+    assert_eq!(count(&r.by_limit, "output"), sent("flood"), "{:?}", r.by_limit);
 
     // One interpreter, no queue: the rest is turned away with 429, counted as errors.
-    let busy = baseline(&[
-        ("BASELINE_PYTHON", &python),
-        ("BASELINE_CONCURRENCY", "1"),
-        ("BASELINE_QUEUE_DEPTH", "0"),
-    ]);
+    let busy = baseline(&[("BASELINE_CONCURRENCY", "1"), ("BASELINE_QUEUE_DEPTH", "0")]).await;
     let code = write(dir.path(), "nap.py", "import time\ntime.sleep(0.3)\n");
     let json = dir.path().join("busy.json");
     let out = loadtest(&[
@@ -668,7 +616,8 @@ snippets:
         "3",
         "--json",
         json.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(0));
     let r = read_report(&json);
     assert_counts_add_up(&r);
@@ -682,35 +631,94 @@ snippets:
     assert_eq!(r.by_status["http_429"], r.by_http_code["429"]);
 }
 
-#[test]
-fn ctrl_c_prints_the_report_so_far() {
+#[tokio::test]
+async fn the_baseline_answers_in_the_contracts_types_and_stops_on_sigterm() {
+    let mut b = testkit::baseline().env("BASELINE_NAME", "native").ready().await;
+    let reply = b.execute(&ExecuteRequest::code("print('hi')")).await;
+    assert_eq!(reply.executor(), Some("native"));
+    let id = reply.request_id().expect("an id").to_owned();
+    let r = reply.response();
+    assert_eq!((r.status, r.stdout.as_str(), r.limit), (Status::Ok, "hi\n", None));
+    assert_eq!(r.id, id);
+
+    let mut slow = ExecuteRequest::code("while True:\n    pass");
+    slow.limits = Some(serde_json::from_str(r#"{"timeout_ms": 250, "fuel": 1}"#).unwrap());
+    let r = b.execute(&slow).await.response();
+    let hit = r.limit.expect("the timeout is named");
+    assert_eq!(
+        (r.status, hit.kind, hit.value),
+        (Status::Timeout, LimitKind::Timeout, 250)
+    );
+
+    b.post_raw("/execute", "application/json", "{")
+        .await
+        .expect_error(400, ErrorCode::InvalidJson);
+    b.post_json(
+        "/execute",
+        &serde_json::json!({"code": "1", "limits": {"fuel": 0}}),
+    )
+    .await
+    .expect_error(422, ErrorCode::InvalidLimits);
+    b.get("/nowhere").await.expect_error(404, ErrorCode::NotFound);
+    let runtimes: runbox_api::RuntimesResponse = b.get("/runtimes").await.json();
+    assert_eq!(runtimes.runtimes[0].name, "python");
+
+    b.terminate();
+    let status = b.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}: {}", b.logs());
+    assert!(b.logs().contains("baseline listening"), "{}", b.logs());
+}
+
+#[tokio::test]
+async fn the_baseline_refuses_a_remote_address_with_the_reason() {
+    let e = testkit::baseline()
+        .listen("0.0.0.0:0")
+        .try_start()
+        .await
+        .expect_err("a non-loopback address needs consent");
+    assert!(e.status.is_some_and(|s| !s.success()), "{e}");
+    assert!(e.output.contains("not a loopback address"), "{e}");
+}
+
+#[tokio::test]
+async fn ctrl_c_prints_the_report_so_far() {
     let dir = tempfile::tempdir().unwrap();
-    let e = executor("int");
+    let b = baseline(&[]).await;
+    // Each request leaves a mark, so the test knows when requests are flowing.
+    let marker = dir.path().join("sent");
+    let code = write(
+        dir.path(),
+        "mark.py",
+        &format!("open({:?}, 'a').close()\nprint('hi')\n", marker.to_str().unwrap()),
+    );
     let json = dir.path().join("int.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "--no-progress",
-            "--url",
-            &e.base(),
-            "--workers",
-            "2",
-            "--duration",
-            "60s",
-            "--json",
-        ])
-        .arg(&json)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let child = loadtest_command(&[
+        "--url",
+        &b.base(),
+        "--code-file",
+        code.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--duration",
+        "60s",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
+    testkit::poll_until(
+        "a request reached the baseline",
+        Duration::from_secs(30),
+        || std::future::ready(marker.exists()),
+        |exists| *exists,
+    )
+    .await;
+    testkit::send_signal(child.id().expect("running"), "INT");
+    let started = tokio::time::Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("loadtest stopped after SIGINT")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "it stopped promptly");
     assert_eq!(out.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&out.stdout).contains("INTERRUPTED"));

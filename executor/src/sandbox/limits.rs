@@ -1,72 +1,13 @@
-//! The per-run budgets (fuel, memory, wall clock, output) and the host-side
-//! pieces that enforce them inside a wasmtime store.
+//! The wasmtime half of the limits: a store limiter that caps memory and
+//! tables, and capped stdout/stderr streams. The policy half (what a run may
+//! ask for, defaults and maxima) is `runbox_api::limits`.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-
-/// The budgets one execution runs under, after defaults and clamping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock deadline for the whole run, including time blocked in the host.
-    pub timeout: Duration,
-    /// Deterministic CPU budget: wasmtime fuel units (about one per wasm operator).
-    pub fuel: u64,
-    /// Cap on the guest's linear memory, in bytes.
-    pub memory_bytes: u64,
-    /// Cap on each of stdout and stderr, in bytes; the excess is dropped.
-    pub output_bytes: u64,
-}
-
-/// Limits as a client may ask for them: each one optional.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LimitRequest {
-    pub timeout_ms: Option<u64>,
-    pub fuel: Option<u64>,
-    pub memory_bytes: Option<u64>,
-    pub output_bytes: Option<u64>,
-}
-
-/// Server-side defaults and maxima for [`Limits`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitPolicy {
-    pub default: Limits,
-    pub max: Limits,
-}
-
-/// A requested limit is unusable (zero).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("limit `{0}` must be greater than zero")]
-pub struct InvalidLimit(pub &'static str);
-
-impl LimitPolicy {
-    /// Fills in defaults and clamps each requested value to the server maximum.
-    pub fn resolve(&self, req: &LimitRequest) -> Result<Limits, InvalidLimit> {
-        fn pick(name: &'static str, asked: Option<u64>, default: u64, max: u64) -> Result<u64, InvalidLimit> {
-            match asked {
-                Some(0) => Err(InvalidLimit(name)),
-                Some(v) => Ok(v.min(max)),
-                None => Ok(default.min(max)),
-            }
-        }
-        let (d, m) = (&self.default, &self.max);
-        let timeout_ms = pick("timeout_ms", req.timeout_ms, millis(d.timeout), millis(m.timeout))?;
-        Ok(Limits {
-            timeout: Duration::from_millis(timeout_ms),
-            fuel: pick("fuel", req.fuel, d.fuel, m.fuel)?,
-            memory_bytes: pick("memory_bytes", req.memory_bytes, d.memory_bytes, m.memory_bytes)?,
-            output_bytes: pick("output_bytes", req.output_bytes, d.output_bytes, m.output_bytes)?,
-        })
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// Caps linear memory and tables, and remembers whether it ever said no.
 ///
@@ -244,51 +185,6 @@ impl tokio::io::AsyncWrite for CappedOutput {
 mod tests {
     use super::*;
 
-    fn policy() -> LimitPolicy {
-        let l = |t, f, m, o| Limits {
-            timeout: Duration::from_millis(t),
-            fuel: f,
-            memory_bytes: m,
-            output_bytes: o,
-        };
-        LimitPolicy {
-            default: l(1000, 100, 1 << 20, 10),
-            max: l(5000, 1000, 1 << 24, 100),
-        }
-    }
-
-    #[test]
-    fn defaults_fill_missing_fields() {
-        assert_eq!(
-            policy().resolve(&LimitRequest::default()).unwrap(),
-            policy().default
-        );
-    }
-
-    #[test]
-    fn requests_are_clamped_to_the_maximum() {
-        let req = LimitRequest {
-            timeout_ms: Some(60_000),
-            fuel: Some(50),
-            memory_bytes: Some(u64::MAX),
-            output_bytes: Some(101),
-        };
-        let got = policy().resolve(&req).unwrap();
-        assert_eq!(got.timeout, Duration::from_secs(5));
-        assert_eq!(got.fuel, 50);
-        assert_eq!(got.memory_bytes, 1 << 24);
-        assert_eq!(got.output_bytes, 100);
-    }
-
-    #[test]
-    fn zero_is_rejected_by_name() {
-        let req = LimitRequest {
-            fuel: Some(0),
-            ..LimitRequest::default()
-        };
-        assert_eq!(policy().resolve(&req), Err(InvalidLimit("fuel")));
-    }
-
     #[test]
     fn output_keeps_the_first_bytes_and_flags_the_rest() {
         let out = CappedOutput::new(5);
@@ -300,11 +196,21 @@ mod tests {
     }
 
     #[test]
-    fn limiter_records_a_denied_growth() {
+    fn output_at_the_cap_is_not_truncated_and_one_byte_over_is() {
+        let out = CappedOutput::new(4);
+        out.push(b"abcd");
+        assert_eq!(out.take(), (b"abcd".to_vec(), false));
+        let out = CappedOutput::new(4);
+        out.push(b"abcde");
+        assert_eq!(out.take(), (b"abcd".to_vec(), true));
+    }
+
+    #[test]
+    fn limiter_allows_growth_up_to_the_cap_and_records_a_denial_past_it() {
         let mut l = MemoryLimiter::new(1024);
         assert!(l.memory_growing(0, 1024, None).unwrap());
         assert!(!l.denied());
-        assert!(!l.memory_growing(1024, 2048, None).unwrap());
+        assert!(!l.memory_growing(1024, 1025, None).unwrap());
         assert!(l.denied());
     }
 }

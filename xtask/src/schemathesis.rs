@@ -1,0 +1,248 @@
+//! Fuzzing a real gateway against the OpenAPI document it serves, with
+//! schemathesis: no 5xx, and every response (errors included) has a
+//! documented status, content type, headers and body schema.
+//!
+//! schemathesis (PyPI) is installed like componentize-py: pinned and
+//! hash-checked from `api/schemathesis/requirements.txt` into a private venv
+//! named after that file's digest. The run is loopback-only, seeded, and
+//! bounded both per operation (`--max-examples`) and in total ([`DEADLINE`]).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::paths::Paths;
+use crate::{runtime_env, status};
+
+/// schemathesis and all its dependencies, pinned with hashes.
+const REQUIREMENTS: &str = "api/schemathesis/requirements.txt";
+
+/// What every response is held to. `positive_data_acceptance` and
+/// `negative_data_rejection` hold the request side too: a request the
+/// document allows must not be refused with 4xx (bar 401/403/404/409/429),
+/// one it forbids must be. `unsupported_method` and `allow_header_conformance`
+/// want 405 with an `Allow` header for a method the document does not list.
+const CHECKS: &[&str] = &[
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+    "unsupported_method",
+    "allow_header_conformance",
+];
+
+/// Generated cases per operation in the fuzzing phase (the coverage phase
+/// adds its own fixed set of boundary and invalid cases on top).
+const MAX_EXAMPLES: u32 = 200;
+
+/// The same cases on every run; change it to explore, not to make a run pass.
+const SEED: u64 = 1;
+
+/// Longest schemathesis waits for one response: past the gateway's own
+/// 35 s upstream timeout, so a slow run surfaces as the gateway's 504.
+const REQUEST_TIMEOUT_SECS: u32 = 40;
+
+/// Longest the whole schemathesis run may take before it is killed. Not
+/// `--max-time`: in schemathesis 4 that is a budget the fuzzing phase keeps
+/// repeating until it is spent, so every run would take that long.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+/// Longest the gateway may take to answer `/readyz` with 200.
+const READY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The virtualenv holding schemathesis, named after the hash of the pinned
+/// requirements so a version bump gets a fresh one.
+fn venv(paths: &Paths) -> Result<PathBuf> {
+    let req =
+        std::fs::read(paths.root.join(REQUIREMENTS)).context("reading the schemathesis requirements")?;
+    let digest = crate::setup::hex(&Sha256::digest(&req));
+    Ok(paths.cache.join("venv-schemathesis").join(&digest[..16]))
+}
+
+/// Installs schemathesis (pinned, `--require-hashes`) into a private venv
+/// unless it is already there, and returns the path of its `st` executable.
+pub fn install(paths: &Paths) -> Result<PathBuf> {
+    let venv = venv(paths)?;
+    let st = venv.join("bin").join("st");
+    // Written last: a venv whose install was interrupted is redone.
+    let stamp = venv.join(".runbox-installed");
+    if st.is_file() && stamp.is_file() {
+        return Ok(st);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    std::fs::create_dir_all(venv.parent().unwrap_or(Path::new("."))).context("creating the cache dir")?;
+    status(
+        Command::new("python3").arg("-m").arg("venv").arg(&venv),
+        "creating the schemathesis virtualenv (python3 -m venv; apt-get install python3-venv if it fails)",
+    )?;
+    status(
+        Command::new(venv.join("bin").join("pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+            ])
+            .arg(paths.root.join(REQUIREMENTS)),
+        "installing schemathesis (pinned, hash-checked)",
+    )?;
+    if !st.is_file() {
+        bail!("schemathesis did not install to {}", st.display());
+    }
+    std::fs::write(&stamp, "").context("writing the schemathesis stamp")?;
+    Ok(st)
+}
+
+/// A child process killed (and reaped) on drop, on every path out.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `target/<profile>/gateway` with an embedded executor on a free
+/// loopback port and waits, bounded, until `/readyz` answers 200.
+fn start_gateway(paths: &Paths, profile: &str) -> Result<(Killed, u16)> {
+    let binary = paths.target_dir.join(profile).join("gateway");
+    if !binary.is_file() {
+        bail!(
+            "{} is missing: build the gateway ({profile}) first",
+            binary.display()
+        );
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut cmd = Command::new(&binary);
+    runtime_env(&mut cmd, paths);
+    // Embedded mode whatever the caller's shell exports. The per-client rate
+    // limit is off by default there, and a 429 would be documented anyway, so
+    // GATEWAY_RATE_LIMIT_RPS is left alone.
+    cmd.env_remove("GATEWAY_EXECUTORS")
+        .env_remove("GATEWAY_DISCOVERY")
+        .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut gateway = Killed(child);
+    let deadline = Instant::now() + READY_DEADLINE;
+    while Instant::now() < deadline {
+        if ready(port) {
+            return Ok((gateway, port));
+        }
+        if let Some(exit) = gateway.0.try_wait()? {
+            bail!("the gateway exited before it was ready: {exit}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the gateway on 127.0.0.1:{port} was not ready within {READY_DEADLINE:?}")
+}
+
+/// `GET /readyz` answers 200 (a plain HTTP/1.1 exchange, no client needed).
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut head = [0u8; 12];
+    s.write_all(request.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+/// The `st run` arguments for a gateway at `base` (`http://127.0.0.1:PORT`).
+fn st_args(base: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), format!("{base}/openapi.json")];
+    let flags: [(&str, String); 8] = [
+        // The document's `servers` do not matter: requests go to this gateway.
+        ("--url", base.to_owned()),
+        ("--checks", CHECKS.join(",")),
+        // Valid and invalid (negative) data alike.
+        ("--mode", "all".to_owned()),
+        ("--max-examples", MAX_EXAMPLES.to_string()),
+        ("--seed", SEED.to_string()),
+        // No example database: nothing carried over from earlier runs.
+        ("--generation-database", "none".to_owned()),
+        // One request at a time: the same order every run, and never the
+        // executor's queue limits.
+        ("--workers", "1".to_owned()),
+        ("--request-timeout", REQUEST_TIMEOUT_SECS.to_string()),
+    ];
+    for (flag, value) in flags {
+        args.push(flag.to_owned());
+        args.push(value);
+    }
+    args
+}
+
+/// Fuzzes a fresh embedded gateway of `profile` (built, with the guest
+/// compiled) against the document it serves at `/openapi.json`. schemathesis'
+/// output is the report; a failure, or a run past [`DEADLINE`], is an error.
+pub fn run(paths: &Paths, profile: &str) -> Result<()> {
+    let st = install(paths)?;
+    let (_gateway, port) = start_gateway(paths, profile)?;
+    let base = format!("http://127.0.0.1:{port}");
+    // An explicit, empty config file: no `schemathesis.toml` found in a parent
+    // directory changes what the flags below say.
+    let dir = paths.target_dir.join("schemathesis");
+    std::fs::create_dir_all(&dir).context("creating target/schemathesis")?;
+    let config = dir.join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        "# Empty: every setting is on the command line (xtask/src/schemathesis.rs).\n",
+    )
+    .context("writing the schemathesis config")?;
+    let mut args = vec!["--config-file".to_owned(), config.display().to_string()];
+    args.extend(st_args(&base));
+    eprintln!(
+        "xtask: schemathesis against the embedded gateway ({profile}): {} {}",
+        st.display(),
+        args.join(" ")
+    );
+    let mut cmd = Command::new(&st);
+    cmd.current_dir(&dir)
+        .args(&args)
+        // Loopback only, whatever proxy the environment names.
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        // The report streams to the log even when the run is killed.
+        .env("PYTHONUNBUFFERED", "1");
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", st.display()))?;
+    let mut st_run = Killed(child);
+    let deadline = Instant::now() + DEADLINE;
+    let exit = loop {
+        if let Some(exit) = st_run.0.try_wait()? {
+            break exit;
+        }
+        if Instant::now() >= deadline {
+            bail!("schemathesis did not finish within {DEADLINE:?} (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !exit.success() {
+        bail!(
+            "schemathesis: the gateway's responses break its OpenAPI document, or the run failed \
+             (the report above lists each case and a curl line to reproduce it): {exit}"
+        );
+    }
+    Ok(())
+}
