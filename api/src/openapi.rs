@@ -49,16 +49,20 @@ pub fn document_json() -> String {
 /// committed copy names none, since which runtimes a server loads is
 /// configuration (`EXECUTOR_RUNTIMES`).
 pub fn document_json_for(runtimes: &[String]) -> String {
-    let mut value = serde_json::to_value(document()).expect("the generated document serialises");
-    let runtime = &mut value["components"]["schemas"]["ExecuteRequest"]["properties"]["runtime"];
-    if let Some(obj) = runtime.as_object_mut() {
+    use utoipa::openapi::{RefOr, Schema};
+    let mut doc = document();
+    let request = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("ExecuteRequest"));
+    if let Some(RefOr::T(Schema::Object(request))) = request
+        && let Some(RefOr::T(Schema::Object(runtime))) = request.properties.get_mut("runtime")
+    {
         let mut names: Vec<serde_json::Value> = runtimes.iter().map(|n| n.as_str().into()).collect();
         names.push(serde_json::Value::Null);
-        obj.insert("enum".to_owned(), serde_json::Value::Array(names));
+        runtime.enum_values = Some(names);
     }
-    let mut text = serde_json::to_string_pretty(&value).expect("a JSON value serialises");
-    text.push('\n');
-    text
+    pretty(&doc)
 }
 
 fn pretty(doc: &utoipa::openapi::OpenApi) -> String {
@@ -207,5 +211,10 @@ mod tests {
         assert_eq!(runtime["enum"], serde_json::json!(["python", null]));
         let base: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
         assert_eq!(v["paths"], base["paths"], "only the runtime names differ");
+        let text = document_json_for(&[]);
+        assert!(
+            text.find("\"openapi\"") < text.find("\"paths\""),
+            "the committed key order is kept"
+        );
     }
 }

@@ -56,6 +56,8 @@
 //!   output, when no answer comes); the free functions in [`http`] take any client and URL and
 //!   return `reqwest::Result` for tests about unreachable servers. [`http::client`] ignores
 //!   proxy variables and bounds every call.
+//! - [`config`]: [`env_to_args`] turns a manifest's `NAME=value` settings into the flags of a
+//!   binary's clap config, naming any variable no flag reads.
 //! - [`metrics`]: [`Metrics`] parses a `/metrics` page with `prometheus-parse`;
 //!   [`Metrics::value`]`("name{label=\"v\"}")` sums the samples whose labels include the given
 //!   ones. [`Proc::metrics`], [`Proc::metric`] and [`Proc::wait_metric`] read them from a
@@ -87,12 +89,14 @@
 #![forbid(unsafe_code)]
 
 pub mod binary;
+pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod poll;
 pub mod process;
 
 pub use binary::{Bin, bin_dir, cache_dir, guest_wasm, workspace_root};
+pub use config::env_to_args;
 pub use http::Reply;
 pub use metrics::{Metrics, metric};
 pub use poll::{poll_until, try_poll_until};

@@ -15,6 +15,7 @@
 mod bench;
 mod frontend;
 mod paths;
+mod process;
 mod schemathesis;
 mod setup;
 
@@ -68,7 +69,7 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let paths = Paths::discover()?;
     match cli.command {
-        Cmd::Setup => setup::tools(&paths),
+        Cmd::Setup => setup::tools(&paths).map(drop),
         Cmd::Guest => setup::guest(&paths).map(drop),
         Cmd::Run { args } => run(&paths, &args),
         Cmd::Test => test(&paths),

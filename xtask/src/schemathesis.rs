@@ -7,16 +7,14 @@
 //! named after that file's digest. The run is loopback-only, seeded, and
 //! bounded both per operation (`--max-examples`) and in total ([`DEADLINE`]).
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 
 use crate::paths::Paths;
-use crate::{runtime_env, status};
+use crate::process::start_gateway;
 
 /// schemathesis and all its dependencies, pinned with hashes.
 const REQUIREMENTS: &str = "api/schemathesis/requirements.txt";
@@ -54,55 +52,13 @@ const REQUEST_TIMEOUT_SECS: u32 = 40;
 /// repeating until it is spent, so every run would take that long.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-/// Longest the gateway may take to answer `/readyz` with 200.
-const READY_DEADLINE: Duration = Duration::from_secs(120);
-
-/// The virtualenv holding schemathesis, named after the hash of the pinned
-/// requirements so a version bump gets a fresh one.
-fn venv(paths: &Paths) -> Result<PathBuf> {
-    let req =
-        std::fs::read(paths.root.join(REQUIREMENTS)).context("reading the schemathesis requirements")?;
-    let digest = crate::setup::hex(&Sha256::digest(&req));
-    Ok(paths.cache.join("venv-schemathesis").join(&digest[..16]))
-}
-
 /// Installs schemathesis (pinned, `--require-hashes`) into a private venv
 /// unless it is already there, and returns the path of its `st` executable.
 pub fn install(paths: &Paths) -> Result<PathBuf> {
-    let venv = venv(paths)?;
-    let st = venv.join("bin").join("st");
-    // Written last: a venv whose install was interrupted is redone.
-    let stamp = venv.join(".runbox-installed");
-    if st.is_file() && stamp.is_file() {
-        return Ok(st);
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    std::fs::create_dir_all(venv.parent().unwrap_or(Path::new("."))).context("creating the cache dir")?;
-    status(
-        Command::new("python3").arg("-m").arg("venv").arg(&venv),
-        "creating the schemathesis virtualenv (python3 -m venv; apt-get install python3-venv if it fails)",
-    )?;
-    status(
-        Command::new(venv.join("bin").join("pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--require-hashes",
-                "-r",
-            ])
-            .arg(paths.root.join(REQUIREMENTS)),
-        "installing schemathesis (pinned, hash-checked)",
-    )?;
-    if !st.is_file() {
-        bail!("schemathesis did not install to {}", st.display());
-    }
-    std::fs::write(&stamp, "").context("writing the schemathesis stamp")?;
-    Ok(st)
+    crate::setup::pinned_venv(paths, REQUIREMENTS, "venv-schemathesis", "st")
 }
 
-/// A child process killed (and reaped) on drop, on every path out.
+/// The schemathesis process, killed (and reaped) on drop.
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -110,56 +66,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Starts `target/<profile>/gateway` with an embedded executor on a free
-/// loopback port and waits, bounded, until `/readyz` answers 200.
-fn start_gateway(paths: &Paths, profile: &str) -> Result<(Killed, u16)> {
-    let binary = paths.target_dir.join(profile).join("gateway");
-    if !binary.is_file() {
-        bail!(
-            "{} is missing: build the gateway ({profile}) first",
-            binary.display()
-        );
-    }
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut cmd = Command::new(&binary);
-    runtime_env(&mut cmd, paths);
-    // Embedded mode whatever the caller's shell exports. The per-client rate
-    // limit is off by default there, and a 429 would be documented anyway, so
-    // GATEWAY_RATE_LIMIT_RPS is left alone.
-    cmd.env_remove("GATEWAY_EXECUTORS")
-        .env_remove("GATEWAY_DISCOVERY")
-        .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let mut gateway = Killed(child);
-    let deadline = Instant::now() + READY_DEADLINE;
-    while Instant::now() < deadline {
-        if ready(port) {
-            return Ok((gateway, port));
-        }
-        if let Some(exit) = gateway.0.try_wait()? {
-            bail!("the gateway exited before it was ready: {exit}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("the gateway on 127.0.0.1:{port} was not ready within {READY_DEADLINE:?}")
-}
-
-/// `GET /readyz` answers 200 (a plain HTTP/1.1 exchange, no client needed).
-fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let mut head = [0u8; 12];
-    s.write_all(request.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
 /// The `st run` arguments for a gateway at `base` (`http://127.0.0.1:PORT`).
@@ -192,8 +98,8 @@ fn st_args(base: &str) -> Vec<String> {
 /// output is the report; a failure, or a run past [`DEADLINE`], is an error.
 pub fn run(paths: &Paths, profile: &str) -> Result<()> {
     let st = install(paths)?;
-    let (_gateway, port) = start_gateway(paths, profile)?;
-    let base = format!("http://127.0.0.1:{port}");
+    let gateway = start_gateway(paths, profile, &[])?;
+    let base = gateway.url.clone();
     // An explicit, empty config file: no `schemathesis.toml` found in a parent
     // directory changes what the flags below say.
     let dir = paths.target_dir.join("schemathesis");

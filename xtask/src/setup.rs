@@ -22,31 +22,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// The virtualenv holding componentize-py, named after the hash of the pinned
-/// requirements so a version bump gets a fresh one.
-fn venv(paths: &Paths) -> Result<PathBuf> {
-    let req = std::fs::read(paths.root.join(REQUIREMENTS)).context("reading the guest requirements")?;
-    Ok(paths.cache.join("venv").join(&sha256_hex(&req)[..16]))
-}
-
-fn componentize_py(paths: &Paths) -> Result<PathBuf> {
-    Ok(venv(paths)?.join("bin").join("componentize-py"))
-}
-
-/// Installs componentize-py (pinned, `--require-hashes`) into a private venv.
-pub fn tools(paths: &Paths) -> Result<()> {
-    let venv = venv(paths)?;
-    let tool = componentize_py(paths)?;
-    if tool.is_file() {
-        return Ok(());
+/// A private virtualenv under the cache holding the packages pinned (with
+/// hashes) in `requirements` (relative to the workspace root), installed with
+/// `pip --no-deps --require-hashes` unless already there, named
+/// `<dir>/<first 16 hex of the requirements' sha256>` so a version bump gets a
+/// fresh one. Returns the path of its executable `tool`.
+pub(crate) fn pinned_venv(paths: &Paths, requirements: &str, dir: &str, tool: &str) -> Result<PathBuf> {
+    let req =
+        std::fs::read(paths.root.join(requirements)).with_context(|| format!("reading {requirements}"))?;
+    let venv = paths.cache.join(dir).join(&sha256_hex(&req)[..16]);
+    let exe = venv.join("bin").join(tool);
+    // Written last: a venv whose install was interrupted is redone.
+    let stamp = venv.join(".runbox-installed");
+    if exe.is_file() && stamp.is_file() {
+        return Ok(exe);
     }
-    let python = which("python3")
-        .context("python3 is needed to build the guest (apt-get install python3 python3-venv)")?;
+    let python = which("python3").context("python3 is needed (apt-get install python3 python3-venv)")?;
     let _ = std::fs::remove_dir_all(&venv);
     std::fs::create_dir_all(venv.parent().unwrap_or(Path::new("."))).context("creating the cache dir")?;
     status(
         Command::new(python).arg("-m").arg("venv").arg(&venv),
-        "creating the componentize-py virtualenv",
+        &format!("creating the {tool} virtualenv"),
     )?;
     status(
         Command::new(venv.join("bin").join("pip"))
@@ -58,13 +54,20 @@ pub fn tools(paths: &Paths) -> Result<()> {
                 "--require-hashes",
                 "-r",
             ])
-            .arg(paths.root.join(REQUIREMENTS)),
-        "installing componentize-py (pinned, hash-checked)",
+            .arg(paths.root.join(requirements)),
+        &format!("installing {tool} (pinned, hash-checked)"),
     )?;
-    if !tool.is_file() {
-        bail!("componentize-py did not install to {}", tool.display());
+    if !exe.is_file() {
+        bail!("{tool} did not install to {}", exe.display());
     }
-    Ok(())
+    std::fs::write(&stamp, "").context("writing the venv stamp")?;
+    Ok(exe)
+}
+
+/// Installs componentize-py (pinned, `--require-hashes`) into a private venv
+/// and returns its path.
+pub fn tools(paths: &Paths) -> Result<PathBuf> {
+    pinned_venv(paths, REQUIREMENTS, "venv", "componentize-py")
 }
 
 /// A digest of everything the guest is built from.
@@ -98,7 +101,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Builds `.runbox/guest/python.wasm` unless it is up to date.
 pub fn guest(paths: &Paths) -> Result<PathBuf> {
-    tools(paths)?;
+    let componentize_py = tools(paths)?;
     let out = &paths.guest_wasm;
     let stamp = out.with_extension("wasm.inputs");
     let digest = guest_inputs_digest(paths)?;
@@ -108,7 +111,7 @@ pub fn guest(paths: &Paths) -> Result<PathBuf> {
     std::fs::create_dir_all(out.parent().unwrap_or(Path::new("."))).context("creating .runbox/guest")?;
     let tmp = out.with_extension("wasm.tmp");
     status(
-        Command::new(componentize_py(paths)?)
+        Command::new(&componentize_py)
             .current_dir(paths.root.join(GUEST_DIR))
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .args([

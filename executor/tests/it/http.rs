@@ -201,7 +201,10 @@ async fn args_are_capped_at_1024_and_every_answer_is_json() {
         .text()
         .await
         .unwrap();
-    assert_eq!(served, runbox_api::openapi::document_json());
+    assert_eq!(
+        served,
+        runbox_api::openapi::document_json_for(&["python".to_owned()])
+    );
 }
 
 #[tokio::test]

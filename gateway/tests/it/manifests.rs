@@ -7,29 +7,7 @@
 
 use clap::Parser;
 use serde_json::Value;
-
-/// The command line that `env` amounts to for the config struct `C`: each
-/// variable becomes the flag that reads it, or an error naming a variable no
-/// flag reads.
-fn env_to_args<C: clap::CommandFactory>(env: &[(&str, &str)]) -> Result<Vec<String>, String> {
-    let command = C::command();
-    let mut args = vec![command.get_name().to_owned()];
-    for (name, value) in env {
-        let arg = command
-            .get_arguments()
-            .find(|a| a.get_env().is_some_and(|e| e == *name))
-            .ok_or_else(|| format!("no flag reads the environment variable {name}"))?;
-        let long = arg
-            .get_long()
-            .ok_or_else(|| format!("{name}: flag has no long form"))?;
-        if arg.get_action().takes_values() {
-            args.push(format!("--{long}={value}"));
-        } else if !matches!(*value, "" | "0" | "false" | "no" | "off") {
-            args.push(format!("--{long}"));
-        }
-    }
-    Ok(args)
-}
+use testkit::env_to_args;
 
 /// Each container of `binary` in the manifests, as (workload, env pairs).
 fn containers(binary: &str) -> Vec<(String, Vec<(String, String)>)> {
