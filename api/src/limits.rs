@@ -159,22 +159,6 @@ impl LimitPolicy {
             output_bytes: pick(req.output_bytes, d.output_bytes, m.output_bytes),
         }
     }
-
-    /// This policy's maxima lowered to `ceiling`'s (a runtime's own policy
-    /// never exceeds the server's).
-    pub fn clamped_to(&self, ceiling: &LimitPolicy) -> LimitPolicy {
-        let min = |a: Limits, b: Limits| Limits {
-            timeout: a.timeout.min(b.timeout),
-            fuel: a.fuel.min(b.fuel),
-            memory_bytes: a.memory_bytes.min(b.memory_bytes),
-            output_bytes: a.output_bytes.min(b.output_bytes),
-        };
-        let max = min(self.max, ceiling.max);
-        LimitPolicy {
-            default: min(self.default, max),
-            max,
-        }
-    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -265,16 +249,5 @@ mod tests {
     fn whole_floats_are_integers_as_json_schema_says() {
         let r: LimitRequest = serde_json::from_str(r#"{"fuel": 5.0, "timeout_ms": 1e3}"#).unwrap();
         assert_eq!((r.fuel, r.timeout_ms), (nz(5), nz(1000)));
-    }
-
-    #[test]
-    fn a_runtime_policy_never_exceeds_the_servers() {
-        let own = LimitPolicy {
-            default: l(9000, 50, 1 << 30, 10),
-            max: l(60_000, 500, 1 << 31, 1000),
-        };
-        let got = own.clamped_to(&policy());
-        assert_eq!(got.max, l(5000, 500, 1 << 24, 100));
-        assert_eq!(got.default, l(5000, 50, 1 << 24, 10));
     }
 }

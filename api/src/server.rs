@@ -228,11 +228,23 @@ async fn drop_insane_request_id(mut request: Request) -> Request {
 /// an [`ApiError`] gets its id filled in, and a bare status from a layer or
 /// the router (405, 413, 408…) gets the body of its code.
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    let id = request_id(request.headers());
+    // The header value is a cheap clone; the id string is made only for an error.
+    let id_header = request.headers().get(REQUEST_ID).cloned();
     let response = next.run(request).await;
     let status = response.status();
+    let id = || {
+        id_header
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
     if let Some(Rendered(error)) = response.extensions().get::<Rendered>() {
-        if error.id.is_some() || id.is_empty() {
+        if error.id.is_some() {
+            return response;
+        }
+        let id = id();
+        if id.is_empty() {
             return response;
         }
         let error = error.clone().with_id(id);
@@ -251,6 +263,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     let code = ErrorCode::for_status(status);
     let message = status.canonical_reason().unwrap_or("error").to_lowercase();
     let mut error = ApiError::new(code, message).with_status(status);
+    let id = id();
     if !id.is_empty() {
         error = error.with_id(id);
     }

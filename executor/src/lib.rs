@@ -89,14 +89,9 @@ impl Executor {
     /// becomes ready.
     pub async fn load(&self) -> Result<(), LoadError> {
         let registry = Registry::load(&self.inner.args).await?;
-        self.install(registry);
-        Ok(())
-    }
-
-    /// Becomes ready with runtimes loaded elsewhere (tests, benchmarks).
-    pub fn install(&self, registry: Registry) {
         let _ = self.inner.registry.set(registry);
         self.inner.metrics.set_ready(!self.is_draining());
+        Ok(())
     }
 
     /// The loaded runtimes, once ready.

@@ -120,14 +120,6 @@ impl Registry {
         Ok(Registry { runtimes })
     }
 
-    /// A registry of already loaded runtimes (tests, embedding).
-    pub fn from_runtimes(runtimes: Vec<Arc<dyn Runtime>>) -> Result<Registry, LoadError> {
-        if runtimes.is_empty() {
-            return Err(LoadError::Empty);
-        }
-        Ok(Registry { runtimes })
-    }
-
     /// The runtime `name` selects; `None` selects the default.
     pub fn get(&self, name: Option<&str>) -> Option<&Arc<dyn Runtime>> {
         match name {
@@ -138,10 +130,6 @@ impl Registry {
 
     pub fn default_runtime(&self) -> &Arc<dyn Runtime> {
         &self.runtimes[0]
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Runtime>> {
-        self.runtimes.iter()
     }
 
     /// The registry as `GET /runtimes` lists it.

@@ -370,12 +370,12 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
 }
 
 async fn metrics(State(gw): State<Gateway>) -> Response {
-    #[allow(unused_mut)]
-    let mut text = gw.inner.metrics.render();
+    let text = gw.inner.metrics.render();
     #[cfg(feature = "embedded")]
-    if let Some(executor) = gw.embedded_executor() {
-        text.push_str(&executor.metrics().render());
-    }
+    let text = match gw.embedded_executor() {
+        Some(executor) => text + &executor.metrics().render(),
+        None => text,
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

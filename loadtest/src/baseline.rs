@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Extension, Json, Router};
 use clap::Parser;
-use runbox_api::server::{BodyLimit, JsonBody, layers, not_found};
+use runbox_api::server::{BodyLimit, JsonBody, layers, not_found, request_id};
 use runbox_api::{
     ApiError, DEFAULT_RUNTIME, ErrorCode, ExecuteRequest, ExecuteResponse, LimitHit, LimitKind, LimitPolicy,
     Limits, MAX_ARGS, RuntimeInfo, RuntimeRef, RuntimesResponse, Status, Truncated, headers,
@@ -246,11 +246,7 @@ async fn execute(
         }
         Err(e) => return Err(ApiError::internal(format!("spawning {}: {e}", cfg.python))),
     };
-    let id = request_headers
-        .get(headers::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let id = request_id(&request_headers);
     let runtime = RuntimeRef {
         name: DEFAULT_RUNTIME.into(),
         version: baseline.version.clone(),

@@ -54,10 +54,6 @@ impl Python {
         };
         Ok(Python { sandbox, description })
     }
-
-    pub fn sandbox(&self) -> &Sandbox {
-        &self.sandbox
-    }
 }
 
 impl Runtime for Python {
