@@ -201,3 +201,56 @@ async fn fuel_is_enforced_to_the_unit() {
     );
     assert!(used - enough <= used / 100, "boundary {enough} vs used {used}");
 }
+
+#[tokio::test]
+async fn memory_is_enforced_to_the_byte() {
+    // Linear memory grows in 64 KiB pages, and the limiter allows a growth
+    // exactly up to `memory_bytes`. Find the smallest limit a fixed
+    // allocation runs under: that limit again is enough, one byte less is
+    // refused as `memory_exceeded`, and the boundary is a whole page.
+    let code = "b = bytearray(32 * 2**20); print(len(b))";
+    let finishes = |memory_bytes: u64| async move {
+        let o = run_limited(
+            code,
+            Limits {
+                memory_bytes,
+                ..limits()
+            },
+        )
+        .await;
+        match o.status {
+            Status::Ok => true,
+            Status::MemoryExceeded => false,
+            other => panic!("unexpected {other:?} with memory {memory_bytes}"),
+        }
+    };
+    let (mut short, mut enough) = (32 << 20, 256 << 20);
+    assert!(
+        !finishes(short).await,
+        "the allocation alone needs more than its own size"
+    );
+    assert!(finishes(enough).await);
+    while enough - short > 1 {
+        let mid = short + (enough - short) / 2;
+        if finishes(mid).await {
+            enough = mid;
+        } else {
+            short = mid;
+        }
+    }
+    assert!(finishes(enough).await, "the boundary is stable");
+    let o = run_limited(
+        code,
+        Limits {
+            memory_bytes: enough - 1,
+            ..limits()
+        },
+    )
+    .await;
+    assert_status(&o, Status::MemoryExceeded);
+    assert_eq!(
+        o.limit.map(|l| (l.kind, l.value)),
+        Some((LimitKind::Memory, enough - 1))
+    );
+    assert_eq!(enough % 65536, 0, "the boundary {enough} is a page boundary");
+}
