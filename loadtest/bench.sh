@@ -65,8 +65,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # start NAME COMMAND...: runs COMMAND in the background, logging to $LOGS/NAME.log, and sets
-# ADDR to the http:// address from its first JSON log line with `fields.addr`.
+# ADDR to the http:// address from its first JSON log line with `fields.addr` (and METRICS to
+# its `fields.metrics_addr`, the metrics listener's, when the line has one).
 ADDR=""
+METRICS=""
 start() {
   local name=$1
   shift
@@ -83,6 +85,8 @@ start() {
     cat "$LOGS/$name.log" >&2
     die "$name did not start"
   }
+  METRICS=$(sed -n 's/.*"metrics_addr":"\([^"]*\)".*/\1/p' "$LOGS/$name.log" | head -n 1)
+  [[ -n $METRICS ]] && METRICS="http://$METRICS"
   ADDR="http://$ADDR"
 }
 
@@ -121,11 +125,13 @@ client_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 # ---------------------------------------------------------------------------------------------
 log "starting $EXECUTORS executors, two gateways (round-robin, least-inflight) and the baseline"
 EXEC_URLS=()
+EXEC_METRICS=()
 EXEC_PIDS=()
 for i in $(seq "$EXECUTORS"); do
-  start "executor-$i" env EXECUTOR_LISTEN=127.0.0.1:0 EXECUTOR_NAME="executor-$i" \
-    EXECUTOR_LOG_FORMAT=json RUST_LOG=warn,executor=info "$BIN_DIR/executor"
+  start "executor-$i" env EXECUTOR_LISTEN=127.0.0.1:0 EXECUTOR_METRICS_LISTEN=127.0.0.1:0 \
+    EXECUTOR_NAME="executor-$i" EXECUTOR_LOG_FORMAT=json RUST_LOG=warn,executor=info "$BIN_DIR/executor"
   EXEC_URLS+=("$ADDR")
+  EXEC_METRICS+=("$METRICS")
   EXEC_PIDS+=("${PIDS[-1]}")
 done
 for url in "${EXEC_URLS[@]}"; do
@@ -136,25 +142,27 @@ executor_list=$(
   echo "${EXEC_URLS[*]}"
 )
 gateway() {
-  start "gateway-$1" env GATEWAY_LISTEN=127.0.0.1:0 GATEWAY_EXECUTORS="$executor_list" \
-    GATEWAY_BALANCE="$1" GATEWAY_RATE_LIMIT_RPS=0 GATEWAY_LOG_FORMAT=json \
-    RUST_LOG=warn,gateway=info "$BIN_DIR/gateway"
-  wait_for "$ADDR/metrics" "gateway_backends{state=\"ready\"} $EXECUTORS"
+  start "gateway-$1" env GATEWAY_LISTEN=127.0.0.1:0 GATEWAY_METRICS_LISTEN=127.0.0.1:0 \
+    GATEWAY_EXECUTORS="$executor_list" GATEWAY_BALANCE="$1" GATEWAY_RATE_LIMIT_RPS=0 \
+    GATEWAY_LOG_FORMAT=json RUST_LOG=warn,gateway=info "$BIN_DIR/gateway"
+  wait_for "$METRICS/metrics" "gateway_backends{state=\"ready\"} $EXECUTORS"
 }
 gateway round-robin
 GATEWAY=$ADDR
+GATEWAY_METRICS=$METRICS
 GATEWAY_PID=${PIDS[-1]}
 gateway least-inflight
 GATEWAY_LI=$ADDR
+GATEWAY_LI_METRICS=$METRICS
 start baseline env BASELINE_LISTEN=127.0.0.1:0 BASELINE_PYTHON="$PYTHON" BASELINE_QUEUE_DEPTH=64 \
   "$BIN_DIR/runbox-baseline"
 BASELINE=$ADDR
 BASELINE_PID=${PIDS[-1]}
 wait_ready "$BASELINE"
 PYTHON_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
-watch_all="$GATEWAY/metrics"
-watch_all_li="$GATEWAY_LI/metrics"
-for url in "${EXEC_URLS[@]}"; do
+watch_all="$GATEWAY_METRICS/metrics"
+watch_all_li="$GATEWAY_LI_METRICS/metrics"
+for url in "${EXEC_METRICS[@]}"; do
   watch_all+=",$url/metrics"
   watch_all_li+=",$url/metrics"
 done

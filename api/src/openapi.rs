@@ -23,10 +23,10 @@ The gateway and the executor serve the same API; the gateway-only errors (rate_l
 come from the gateway. Every error body is `ErrorBody`, with a stable `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(execute, runtimes, healthz, readyz, metrics, openapi_json),
+    paths(execute, runtimes, healthz, readyz, openapi_json),
     tags(
         (name = "execute", description = "Running code"),
-        (name = "service", description = "Probes, metrics and this document"),
+        (name = "service", description = "Probes and this document (`/metrics` is served on a listener of its own)"),
     ),
 )]
 struct Doc;
@@ -92,11 +92,11 @@ fn pretty(doc: &utoipa::openapi::OpenApi) -> String {
         (status = 413, description = "`payload_too_large`: body, `code` or `stdin` over its limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
         (status = 422, description = "`unknown_runtime` or `invalid_limits`", body = ErrorBody),
-        (status = 429, description = "`overloaded` or `rate_limited`", body = ErrorBody,
+        (status = 429, description = "`overloaded`, or `rate_limited` (the client's request rate, runs in flight or execution-time budget)", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal`: a host fault, never caused by guest code", body = ErrorBody),
         (status = 502, description = "Gateway: `upstream_unreachable` or `upstream_failed`", body = ErrorBody),
-        (status = 503, description = "`not_ready`, `shutting_down`, `overloaded` (queue wait) or `no_executors`", body = ErrorBody,
+        (status = 503, description = "`not_ready`, `shutting_down`, `overloaded` (queue wait, or the memory budget for bodies spent) or `no_executors`", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait before retrying"))),
         (status = 504, description = "Gateway: `upstream_timeout`", body = ErrorBody),
     )
@@ -114,7 +114,7 @@ fn execute() {}
         (status = 429, description = "`overloaded` or `rate_limited`", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait before retrying"))),
         (status = 502, description = "Gateway: `upstream_unreachable` or `upstream_failed`", body = ErrorBody),
-        (status = 503, description = "`not_ready`, `shutting_down` or `no_executors`", body = ErrorBody,
+        (status = 503, description = "`not_ready`, `shutting_down`, `overloaded` (the memory budget for bodies spent) or `no_executors`", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait before retrying"))),
         (status = 504, description = "Gateway: `upstream_timeout`", body = ErrorBody),
     )
@@ -144,16 +144,6 @@ fn healthz() {}
     )
 )]
 fn readyz() {}
-
-/// Prometheus metrics, text exposition format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "service",
-    operation_id = "metrics",
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain"))
-)]
-fn metrics() {}
 
 /// This document.
 #[utoipa::path(

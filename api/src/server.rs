@@ -1,6 +1,16 @@
 //! What both HTTP servers share on top of the contract: [`ApiError`] as a
 //! response, the typed JSON body extractor, the request-id and trace layers,
-//! a JSON body for every error response, tracing set-up and signals.
+//! a JSON body for every error response, tracing set-up and signals; and
+//! the HTTP edge: the connection loop with its timeouts and caps
+//! ([`serve`], `edge.rs`), the body buffer with its deadline and memory
+//! budget ([`buffer_body`], `buffer.rs`), and their flags ([`edge_args!`](crate::edge_args)).
+
+mod args;
+mod buffer;
+mod edge;
+
+pub use buffer::{BodyBuffer, Charge, ClientAddr, Holding, buffer_body};
+pub use edge::{Edge, EdgeConfig, EdgeSnapshot, MAX_HEADER_BYTES, MAX_HEADERS, client_key, serve};
 
 use std::time::Duration;
 
@@ -77,12 +87,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
+        require_json(request.headers())?;
         let bytes = read_body(request, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
@@ -156,6 +161,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::new(code, message)
     })
+}
+
+/// 415 `unsupported_media_type` unless the request says its body is JSON.
+pub fn require_json(headers: &http::HeaderMap) -> Result<(), ApiError> {
+    if is_json(headers.get(header::CONTENT_TYPE)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be JSON (Content-Type: application/json)",
+        ))
+    }
 }
 
 fn is_json(content_type: Option<&HeaderValue>) -> bool {
@@ -300,6 +317,87 @@ pub async fn not_found(request: Request) -> ApiError {
         ErrorCode::NotFound,
         format!("no route for {} {}", request.method(), request.uri().path()),
     )
+}
+
+/// Serves the API (`api` on its listener, under `edge`) and `/metrics` (on
+/// a listener of its own, under default edge limits) until `shutdown`; the
+/// API then drains for at most `drain`, and the metrics listener stops with
+/// it.
+pub async fn serve_with_metrics(
+    api: (tokio::net::TcpListener, Router, Edge),
+    metrics: (tokio::net::TcpListener, Router),
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (listener, router) = metrics;
+    let metrics = tokio::spawn(serve(
+        listener,
+        router,
+        Edge::new(EdgeConfig::default()),
+        std::future::pending(),
+        Duration::ZERO,
+    ));
+    let (listener, router, edge) = api;
+    let result = serve(listener, router, edge, shutdown, drain).await;
+    metrics.abort();
+    result
+}
+
+/// The edge's series in the Prometheus text format, named `<prefix>_…`.
+pub fn render_edge(prefix: &str, s: &EdgeSnapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut series = |name: &str, kind: &str, help: &str, values: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {prefix}_{name} {help}");
+        let _ = writeln!(out, "# TYPE {prefix}_{name} {kind}");
+        for (labels, value) in values {
+            let _ = writeln!(out, "{prefix}_{name}{labels} {value}");
+        }
+    };
+    series(
+        "connections_open",
+        "gauge",
+        "Client connections open now.",
+        &[("", s.open as f64)],
+    );
+    series(
+        "connections_refused_total",
+        "counter",
+        "Connections closed at accept, by the cap that was reached.",
+        &[
+            ("{reason=\"server\"}", s.refused_full as f64),
+            ("{reason=\"client\"}", s.refused_client as f64),
+        ],
+    );
+    series(
+        "connections_closed_total",
+        "counter",
+        "Connections the server closed, by reason (idle: no request within the idle timeout; header_timeout: a request head did not arrive in time; write_timeout: the client read nothing in time).",
+        &[
+            ("{reason=\"idle\"}", s.closed_idle as f64),
+            ("{reason=\"header_timeout\"}", s.closed_header_timeout as f64),
+            ("{reason=\"write_timeout\"}", s.closed_write_timeout as f64),
+        ],
+    );
+    series(
+        "body_timeouts_total",
+        "counter",
+        "Requests answered 408: the body did not arrive within the body timeout.",
+        &[("", s.body_timeouts as f64)],
+    );
+    series(
+        "buffer_refusals_total",
+        "counter",
+        "Requests answered 503: the memory budget for bodies was spent.",
+        &[("", s.budget_refusals as f64)],
+    );
+    series(
+        "buffered_bytes",
+        "gauge",
+        "Request and response body bytes held in memory now.",
+        &[("", s.buffered_bytes as f64)],
+    );
+    out
 }
 
 /// Installs the tracing subscriber (text or JSON lines; filter from `RUST_LOG`).

@@ -12,7 +12,10 @@ everywhere in cluster-setup/, in docs/contracts.md and in k8s/:
   - if k8s/ exists: every runbox image reference and kustomize `images:` entry
     uses the same tag; the overlays the scripts deploy exist; kustomizations use
     runbox's namespace; k8s/ looks for Prometheus where cluster-setup installs it
-    (KEDA's serverAddress, the executor NetworkPolicy's namespace); and the
+    (KEDA's serverAddress, the NetworkPolicies' namespace); the Prometheus
+    cluster-setup installs can scrape every runbox pod (annotated
+    prometheus.io/scrape, prometheus.io/port = its container port `metrics`,
+    which a NetworkPolicy admits Prometheus from that namespace to); and the
     adapter rules serve executor_inflight_executions.
 
 Usage: consistency.py [REPO_ROOT]   (needs PyYAML; check.sh runs it from its venv)
@@ -98,6 +101,7 @@ def check_k8s_wiring(k8s, gv, truth):
     """What cluster-setup deploys from k8s/ exists, and k8s/ looks for the
     monitoring stack where cluster-setup installs it."""
     monitoring = gv["monitoring_namespace"]
+    base_docs = []
     for part in ("overlays/kubeadm", "overlays/aks", "overlays/gke", "overlays/keda", "components/keda"):
         if not (k8s / part / "kustomization.yaml").is_file():
             fail("k8s/", f"{part}/kustomization.yaml is missing, but cluster-setup deploys it")
@@ -113,6 +117,8 @@ def check_k8s_wiring(k8s, gv, truth):
         except yaml.YAMLError as e:
             fail(where, f"not YAML: {e}")
             continue
+        if path.relative_to(k8s).parts[0] == "base":
+            base_docs += [(where, doc) for doc in docs]
         for doc in docs:
             if path.name.startswith("kustomization.") and "namespace" in doc and doc["namespace"] != truth["namespace"]:
                 fail(where, f"namespace {doc['namespace']!r}, expected {truth['namespace']!r}")
@@ -125,6 +131,7 @@ def check_k8s_wiring(k8s, gv, truth):
                                 ns.get("kubernetes.io/metadata.name", monitoring) != monitoring:
                             fail(where, f"admits Prometheus from namespace {ns['kubernetes.io/metadata.name']}, "
                                         f"cluster-setup installs it in {monitoring}")
+    check_scrapable(base_docs, monitoring)
     # prometheus-adapter gets cluster-setup's connection values, then k8s/'s rules.
     base_path = CS / "values" / "prometheus-adapter.yaml"
     base = yaml.safe_load(base_path.read_text()) or {}
@@ -143,6 +150,49 @@ def check_k8s_wiring(k8s, gv, truth):
     shared = sorted(set(base) & set(rules))
     if shared:
         fail(str(rel(rules_path)), f"shares top-level keys {shared} with {rel(base_path)}; keep them apart")
+
+
+def check_scrapable(base_docs, monitoring):
+    """cluster-setup's Prometheus (the prometheus chart's kubernetes-pods job)
+    finds runbox's pods by their prometheus.io/* annotations and scrapes the
+    annotated port: every Deployment in k8s/base must be annotated, on its
+    container port `metrics` (the API port answers 404 on /metrics), and a
+    NetworkPolicy must admit Prometheus from the monitoring namespace to it."""
+    policies = [(w, d) for w, d in base_docs if d.get("kind") == "NetworkPolicy"]
+    for where, dep in base_docs:
+        if dep.get("kind") != "Deployment":
+            continue
+        name = (dep.get("metadata") or {}).get("name")
+        template = (dep.get("spec") or {}).get("template") or {}
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        ann = (template.get("metadata") or {}).get("annotations") or {}
+        ports = {p.get("name"): p.get("containerPort") for c in (template.get("spec") or {}).get("containers") or []
+                 for p in c.get("ports") or []}
+        if ann.get("prometheus.io/scrape") != "true":
+            fail(where, f"Deployment {name} is not annotated prometheus.io/scrape: \"true\"; "
+                        "the Prometheus cluster-setup installs would never scrape it")
+            continue
+        port = str(ann.get("prometheus.io/port", ""))
+        if "metrics" not in ports or port != str(ports["metrics"]):
+            fail(where, f"Deployment {name} is scraped on prometheus.io/port {port or '(none)'}, "
+                        f"not its container port `metrics` ({ports.get('metrics')})")
+            continue
+        admitted = False
+        for _, pol in policies:
+            spec = pol.get("spec") or {}
+            selector = (spec.get("podSelector") or {}).get("matchLabels") or {}
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for rule in spec.get("ingress") or []:
+                from_prometheus = any(
+                    ((peer.get("podSelector") or {}).get("matchLabels") or {}).get("app.kubernetes.io/name") == "prometheus"
+                    and ((peer.get("namespaceSelector") or {}).get("matchLabels") or {}).get("kubernetes.io/metadata.name") == monitoring
+                    for peer in rule.get("from") or [])
+                if from_prometheus and any(str(p.get("port")) in ("metrics", port) for p in rule.get("ports") or []):
+                    admitted = True
+        if not admitted:
+            fail(where, f"Deployment {name}: no NetworkPolicy in k8s/base admits Prometheus (namespace {monitoring}) "
+                        f"to its metrics port {port}")
 
 
 def main():

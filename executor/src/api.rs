@@ -1,7 +1,10 @@
-//! The HTTP edge: parses requests by type, picks the runtime, admits the job,
-//! hands it to the runtime, and answers with the typed response. Every
-//! failure is a `runbox_api::ApiError` (one JSON shape, a stable `code`,
-//! counted in `executor_rejected_total`). Knows nothing of wasmtime.
+//! The HTTP edge: reads the body whole (deadline, limit, memory budget:
+//! `runbox_api::server::buffer_body`), parses it by type under a parse
+//! permit, picks the runtime, admits the job, hands it to the runtime, and
+//! answers with the typed response. Every failure is a
+//! `runbox_api::ApiError` (one JSON shape, a stable `code`, counted in
+//! `executor_rejected_total`). Knows nothing of wasmtime. `/metrics` is
+//! served by [`metrics_router`], on a listener of its own.
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -10,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use runbox_api::server::{self, BodyLimit, JsonBody};
+use runbox_api::server::{self, BodyBuffer, BodyBytes, BodyLimit, Edge};
 use runbox_api::{
     ApiError, ErrorCode, ExecuteRequest, ExecuteResponse, LimitSet, MAX_ARGS, RuntimeRef, RuntimesResponse,
     Truncated,
@@ -44,21 +47,28 @@ fn shutting_down() -> ApiError {
     .retry_after(1)
 }
 
-/// The router: `/execute` and `/runtimes` inside the request span and the
-/// body limit; probes, metrics and the document outside them; request ids,
-/// JSON errors and the rejection count around everything.
-pub fn router(executor: Executor) -> Router {
+/// The router: `/execute` and `/runtimes` inside the request span, the body
+/// buffer of `edge` (a server's own listener; `None` when the caller has
+/// buffered the body already, as the embedded gateway has) and the body
+/// limit; probes and the document outside them; request ids, JSON errors and
+/// the rejection count around everything.
+pub fn router(executor: Executor, edge: Option<&Edge>) -> Router {
     let max_body = executor.args().max_body_bytes;
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/execute", post(execute))
         .route("/runtimes", get(runtimes))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(Extension(BodyLimit(max_body)))
-        .layer(server::trace_layer());
+        .layer(Extension(BodyLimit(max_body)));
+    if let Some(edge) = edge {
+        api = api.layer(middleware::from_fn_with_state(
+            BodyBuffer::new(edge, max_body),
+            server::buffer_body,
+        ));
+    }
+    let api = api.layer(server::trace_layer());
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/openapi.json", server::openapi_for(&executor.args().runtimes))
         .merge(api)
         .fallback(server::not_found)
@@ -66,9 +76,24 @@ pub fn router(executor: Executor) -> Router {
     server::layers(router).layer(middleware::from_fn_with_state(executor, count_rejections))
 }
 
+/// `GET /metrics` (the executor's series, and `edge`'s when given), for the
+/// metrics listener.
+pub fn metrics_router(executor: Executor, edge: Option<Edge>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move |State(ex): State<Executor>| {
+                let edge = edge.clone();
+                async move { metrics(&ex, edge.as_ref()) }
+            }),
+        )
+        .fallback(server::not_found)
+        .with_state(executor)
+}
+
 /// Counts every error answer but the probes' by its code.
 async fn count_rejections(State(ex): State<Executor>, request: Request, next: Next) -> Response {
-    let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
     let response = next.run(request).await;
     if let Some(code) = server::error_code(&response)
         && !probe
@@ -81,12 +106,19 @@ async fn count_rejections(State(ex): State<Executor>, request: Request, next: Ne
 async fn execute(
     State(ex): State<Executor>,
     headers: HeaderMap,
-    body: Result<JsonBody<ExecuteRequest>, ApiError>,
+    body: Result<BodyBytes, ApiError>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
     if ex.is_draining() {
         return Err(shutting_down());
     }
-    let JsonBody(req) = body?;
+    let BodyBytes(body) = body?;
+    server::require_json(&headers)?;
+    // At most `concurrency` bodies are parsed at once, before admission.
+    let req: ExecuteRequest = {
+        let _permit = ex.parse_permit().await;
+        server::parse_json(&body)?
+    };
+    drop(body);
     let id = server::request_id(&headers);
     let args = ex.args();
     if req.code.len() > args.max_code_bytes {
@@ -194,10 +226,14 @@ async fn readyz(State(ex): State<Executor>) -> Result<&'static str, ApiError> {
     ex.registry().map(|_| "ready\n").ok_or_else(not_ready)
 }
 
-async fn metrics(State(ex): State<Executor>) -> Response {
+fn metrics(ex: &Executor, edge: Option<&Edge>) -> Response {
+    let mut text = ex.metrics().render();
+    if let Some(edge) = edge {
+        text.push_str(&server::render_edge("executor", &edge.snapshot()));
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        Body::from(ex.metrics().render()),
+        Body::from(text),
     )
         .into_response()
 }

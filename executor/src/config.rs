@@ -24,7 +24,24 @@ pub struct Config {
     pub runtime: RuntimeArgs,
 
     #[command(flatten)]
+    pub edge: ExecutorEdge,
+
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+runbox_api::edge_args! {
+    /// The executor's HTTP edge (`EXECUTOR_*`): its one client is the
+    /// gateway, so no per-client connection cap, and its header timeout
+    /// outlasts the gateway's pooled idle connections (20 s).
+    pub struct ExecutorEdge {
+        prefix: "EXECUTOR_",
+        metrics_listen: "127.0.0.1:9091",
+        header_timeout_ms: 30_000,
+        idle_timeout_ms: 60_000,
+        max_connections: 1024,
+        max_connections_per_client: 0,
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -126,6 +143,12 @@ pub struct RuntimeArgs {
     /// Resolution of the wall-clock deadline.
     #[arg(long, env = "EXECUTOR_EPOCH_TICK_MS", default_value_t = 5)]
     pub epoch_tick_ms: u64,
+
+    /// Resolution of the guest's wall and monotonic clocks, in microseconds
+    /// (≥ 1): reads are rounded down to it, to blunt timing side channels.
+    #[arg(long, env = "EXECUTOR_CLOCK_RESOLUTION_US", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub clock_resolution_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

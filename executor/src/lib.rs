@@ -19,10 +19,15 @@
 //! - `sandbox::limits`: the budgets inside the store: a memory limiter and
 //!   capped stdout/stderr (fuel and the epoch deadline are set on the store).
 //!   What a run may ask for is policy, in `runbox_api::limits`.
-//! - [`metrics`]: Prometheus counters and gauges, `GET /metrics`.
+//! - `sandbox::clock`: the guest's wall and monotonic clocks, coarsened to
+//!   `EXECUTOR_CLOCK_RESOLUTION_US` against timing side channels.
+//! - [`metrics`]: Prometheus counters and gauges, `GET /metrics` on a
+//!   listener of its own (`EXECUTOR_METRICS_LISTEN`).
 //!
-//! [`config`] holds every flag and default; [`run`] serves the router on a
-//! listener until a shutdown signal, then drains.
+//! [`config`] holds every flag and default; [`run`] serves the router under
+//! the HTTP edge's limits (`runbox_api::server::serve`: header, body, write
+//! and idle timeouts, connection caps, a memory budget for bodies) until a
+//! shutdown signal, then drains.
 
 pub mod admission;
 pub mod api;
@@ -36,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use runbox_api::server::{Edge, EdgeConfig};
 use tokio::net::TcpListener;
 
 use crate::admission::Admission;
@@ -57,6 +63,8 @@ struct Inner {
     registry: OnceLock<Registry>,
     draining: AtomicBool,
     admission: Admission,
+    /// Bodies parsed at once (before admission): `concurrency`.
+    parse: tokio::sync::Semaphore,
     metrics: Metrics,
 }
 
@@ -79,6 +87,7 @@ impl Executor {
                 args: args.clone(),
                 registry: OnceLock::new(),
                 draining: AtomicBool::new(false),
+                parse: tokio::sync::Semaphore::new(args.concurrency()),
                 admission,
                 metrics,
             }),
@@ -130,37 +139,43 @@ impl Executor {
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
+
+    /// Waits for one of the `concurrency` permits to parse a request body.
+    pub async fn parse_permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
+            .parse
+            .acquire()
+            .await
+            .expect("the parse semaphore is never closed")
+    }
 }
 
-/// Serves the executor API on `listener` until `shutdown` resolves, then
-/// drains: readiness goes false, in-flight and queued executions finish
-/// (bounded by the longest allowed run), and the function returns.
+/// Serves the executor API on `listeners.0` under `edge`'s limits, and
+/// `/metrics` on `listeners.1`, until `shutdown` resolves; then drains:
+/// readiness goes false, in-flight and queued executions finish (bounded by
+/// the longest allowed run), and the function returns.
 pub async fn run(
-    listener: TcpListener,
+    listeners: (TcpListener, TcpListener),
     executor: Executor,
+    edge: EdgeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = api::router(executor.clone());
+    let edge = Edge::new(edge);
+    let app = api::router(executor.clone(), Some(&edge));
+    let metrics = api::metrics_router(executor.clone(), Some(edge.clone()));
     let drain_timeout = executor.args().drain_timeout();
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let draining = executor.clone();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown.await;
         tracing::info!("shutdown requested: draining");
         draining.drain();
-        let _ = stopped_tx.send(());
-    });
-    let serve = tokio::spawn(async move { serve.await });
-    // Once draining starts, give in-flight work at most `drain_timeout`.
-    let bounded = async {
-        let _ = stopped_rx.await;
-        tokio::time::sleep(drain_timeout).await;
     };
-    tokio::select! {
-        result = serve => result.map_err(std::io::Error::other)?,
-        () = bounded => {
-            tracing::warn!("drain timed out; exiting with work in flight");
-            Ok(())
-        }
-    }
+    let (api, metrics_listener) = listeners;
+    runbox_api::server::serve_with_metrics(
+        (api, app, edge),
+        (metrics_listener, metrics),
+        shutdown,
+        drain_timeout,
+    )
+    .await
 }

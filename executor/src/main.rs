@@ -26,7 +26,15 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "executor listening");
+    let metrics_listen = config.edge.metrics_listen;
+    let metrics = tokio::net::TcpListener::bind(metrics_listen)
+        .await
+        .with_context(|| format!("binding {metrics_listen} (metrics)"))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        metrics_addr = %metrics.local_addr()?,
+        "executor listening"
+    );
 
     let executor = Executor::new(&config.runtime);
     let loader = executor.clone();
@@ -46,7 +54,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    executor::run(listener, executor.clone(), shutdown).await?;
+    executor::run(
+        (listener, metrics),
+        executor.clone(),
+        config.edge.edge(),
+        shutdown,
+    )
+    .await?;
     if let Ok(reason) = reason_rx.await {
         anyhow::bail!("{reason}");
     }

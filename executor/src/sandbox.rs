@@ -6,6 +6,7 @@
 //! so nothing a snippet does survives it.
 
 mod cache;
+pub mod clock;
 mod epoch;
 pub mod limits;
 
@@ -19,6 +20,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 pub use runbox_api::{LimitHit, LimitKind, Limits, Status};
 
+use self::clock::{CoarseMonotonicClock, CoarseWallClock};
 use self::limits::{CappedOutput, MemoryLimiter};
 
 pub use cache::{CacheOutcome, precompile};
@@ -43,6 +45,16 @@ const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 /// Extra time granted after the deadline for a guest blocked in the host to be
 /// dropped; the epoch interrupt normally ends a running guest first.
 const DEADLINE_GRACE: Duration = Duration::from_millis(50);
+/// Largest `get-random-bytes` request (wasmtime-wasi's default is 64 MiB):
+/// the host builds the buffer before the guest's memory limit sees it. A
+/// request past it ends the run as `error`. CPython asks for 256 bytes at a
+/// time (`getentropy`), so `os.urandom(n)` of any `n` never meets it.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+/// Entries the per-store resource table may hold (wasmtime's default is a
+/// million): streams, pollables, and the like, each host memory the limiter
+/// does not count. CPython holds a handful; a guest that opens more than
+/// this fails its host call and the run ends as `error`.
+pub const MAX_RESOURCES: usize = 4096;
 
 /// Failures of the host, never of the guest: an unusable artifact, or a
 /// wasmtime error that is not a guest trap.
@@ -96,6 +108,8 @@ pub struct EngineOptions {
     /// Meter fuel (the CPU budget). Always on in the service; off only to
     /// measure what metering costs (`cargo xtask bench`).
     pub meter_fuel: bool,
+    /// Resolution of the guest's wall and monotonic clocks (see [`clock`]).
+    pub clock_resolution: Duration,
 }
 
 /// Per-store state: the WASI context and the limiter.
@@ -120,6 +134,7 @@ pub struct Sandbox {
     pre: SandboxPre<Guest>,
     epoch: epoch::Ticker,
     meter_fuel: bool,
+    clock_resolution: Duration,
     python_version: String,
     missing_modules: Vec<String>,
     cache: CacheOutcome,
@@ -169,6 +184,7 @@ impl Sandbox {
             pre,
             epoch,
             meter_fuel: opts.meter_fuel,
+            clock_resolution: opts.clock_resolution,
             python_version: String::new(),
             missing_modules: Vec::new(),
             cache,
@@ -211,12 +227,15 @@ impl Sandbox {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES)
+            .wall_clock(CoarseWallClock::new(self.clock_resolution))
+            .monotonic_clock(CoarseMonotonicClock::new(self.clock_resolution))
             .build();
         let mut store = Store::new(
             &self.engine,
             Guest {
                 wasi,
-                table: ResourceTable::new(),
+                table: resource_table(),
                 limiter: MemoryLimiter::new(job.limits.memory_bytes),
             },
         );
@@ -243,8 +262,15 @@ impl Sandbox {
         let fuel = job.limits.fuel;
 
         let run = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance.call_run_snippet(&mut store, &job.code, &job.args).await
+            let instance = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (Phase::Instantiate, e))?;
+            instance
+                .call_run_snippet(&mut store, &job.code, &job.args)
+                .await
+                .map_err(|e| (Phase::Run, e))
         };
         let ended = tokio::time::timeout(job.limits.timeout + DEADLINE_GRACE, run).await;
         let duration = started.elapsed();
@@ -257,7 +283,7 @@ impl Sandbox {
         } = match ended {
             Err(_elapsed) => Ended::by(Status::Timeout, LimitKind::Timeout),
             Ok(Ok(code)) => Ended::exit(code, store.data().limiter.denied()),
-            Ok(Err(err)) => Ended::error(&err, store.data().limiter.denied())?,
+            Ok(Err((phase, err))) => Ended::error(phase, &err, store.data().limiter.denied())?,
         };
         let fuel_used = match status {
             _ if !self.meter_fuel => None,
@@ -316,6 +342,22 @@ impl Sandbox {
     }
 }
 
+/// A resource table holding at most [`MAX_RESOURCES`] entries.
+fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    table
+}
+
+/// Where a run failed: making the instance (before any snippet code runs, so
+/// an error that is not a limit is the host's fault) or running the snippet
+/// (where the guest can make the host refuse a call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Run,
+}
+
 /// How a run ended: its status and exit code, the limit that ended it, and
 /// a note for stderr when the interpreter itself failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -362,9 +404,12 @@ impl Ended {
         }
     }
 
-    /// A guest that trapped or called `exit`: find out which limit, if any,
-    /// did it. Anything that is neither is a host fault.
-    fn error(err: &wasmtime::Error, memory_denied: bool) -> Result<Ended, SandboxError> {
+    /// A guest that trapped, called `exit`, or had a host call refused:
+    /// find out which limit, if any, did it. An error that is none of these
+    /// while instantiating is a host fault; while running, the guest caused
+    /// it (an empty poll list, too many resources, a write past its permit),
+    /// so it is the guest's `error`.
+    fn error(phase: Phase, err: &wasmtime::Error, memory_denied: bool) -> Result<Ended, SandboxError> {
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
             // `os._exit(n)` or a WASI `exit` from inside the interpreter.
             return Ok(Ended::exit(exit.0, memory_denied));
@@ -373,7 +418,14 @@ impl Ended {
             if memory_denied {
                 return Ok(Ended::by(Status::MemoryExceeded, LimitKind::Memory));
             }
-            return Err(SandboxError::Instantiate(format!("{err:#}")));
+            return match phase {
+                Phase::Instantiate => Err(SandboxError::Instantiate(format!("{err:#}"))),
+                // The host's own message, without wasmtime's backtrace context.
+                Phase::Run => Ok(Ended::crashed(format!(
+                    "[runbox] error: the sandbox refused a host call: {}\n",
+                    err.root_cause()
+                ))),
+            };
         };
         Ok(match trap {
             Trap::OutOfFuel => Ended::by(Status::FuelExhausted, LimitKind::Fuel),
@@ -404,16 +456,43 @@ mod tests {
 
     #[test]
     fn traps_name_the_limit_that_fired() {
-        let trap = |t: Trap| Ended::error(&wasmtime::Error::new(t), false).unwrap();
+        let trap = |t: Trap| Ended::error(Phase::Run, &wasmtime::Error::new(t), false).unwrap();
         assert_eq!(trap(Trap::OutOfFuel).limit, Some(LimitKind::Fuel));
         assert_eq!(trap(Trap::Interrupt).status, Status::Timeout);
         let overflow = trap(Trap::StackOverflow);
         assert_eq!((overflow.status, overflow.limit), (Status::Error, None));
         assert!(overflow.note.unwrap().contains("stack"));
-        assert!(Ended::error(&wasmtime::Error::msg("host"), false).is_err());
+        let host = wasmtime::Error::msg("empty poll list");
+        assert!(Ended::error(Phase::Instantiate, &host, false).is_err());
+        for phase in [Phase::Instantiate, Phase::Run] {
+            assert_eq!(
+                Ended::error(phase, &host, true).unwrap().limit,
+                Some(LimitKind::Memory)
+            );
+        }
+    }
+
+    #[test]
+    fn the_resource_table_is_capped() {
+        let mut table = resource_table();
+        let held: Vec<_> = (0..MAX_RESOURCES).map(|i| table.push(i).unwrap()).collect();
+        assert!(matches!(
+            table.push(0_usize),
+            Err(wasmtime_wasi::ResourceTableError::Full)
+        ));
+        // An entry freed is an entry free again.
+        table.delete(held.into_iter().next().unwrap()).unwrap();
+        assert!(table.push(0_usize).is_ok());
+    }
+
+    #[test]
+    fn a_host_call_refused_while_running_is_the_guests_error() {
+        let err = wasmtime::Error::msg("empty poll list").context("error while executing at wasm backtrace");
+        let e = Ended::error(Phase::Run, &err, false).unwrap();
+        assert_eq!((e.status, e.exit_code, e.limit), (Status::Error, None, None));
         assert_eq!(
-            Ended::error(&wasmtime::Error::msg("host"), true).unwrap().limit,
-            Some(LimitKind::Memory)
+            e.note.as_deref(),
+            Some("[runbox] error: the sandbox refused a host call: empty poll list\n")
         );
     }
 }

@@ -93,7 +93,7 @@ function failureFor(response, body) {
   const withDetail = (sentence) => (detail ? `${sentence} (${detail})` : sentence);
 
   if (status === 429 && code === 'rate_limited') {
-    return new ApiFailure('busy', `Busy, ${retry}: too many runs in a short time from here (rate limit).`, info);
+    return new ApiFailure('busy', `Busy, ${retry}: your share is used up (too many runs, or too many at once, from here).`, info);
   }
   if (status === 429 || (status === 503 && code === 'overloaded')) {
     return new ApiFailure('busy', `Busy, ${retry}: every sandbox is running someone's code right now.`, info);

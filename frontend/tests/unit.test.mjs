@@ -59,7 +59,7 @@ test('every API failure becomes a sentence', async (t) => {
   answer(429, error('overloaded'), { 'retry-after': '2' });
   assert.deepEqual(await failure(), ['busy', "Busy, retry in 2 s: every sandbox is running someone's code right now."]);
   answer(429, error('rate_limited'), { 'retry-after': '4' });
-  assert.deepEqual(await failure(), ['busy', 'Busy, retry in 4 s: too many runs in a short time from here (rate limit).']);
+  assert.deepEqual(await failure(), ['busy', 'Busy, retry in 4 s: your share is used up (too many runs, or too many at once, from here).']);
   answer(503, error('not_ready'), { 'retry-after': '1' });
   assert.deepEqual(await failure(), ['unavailable', 'The Python runtime is still starting up; retry in 1 s.']);
   answer(503, error('shutting_down'));

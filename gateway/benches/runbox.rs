@@ -186,6 +186,12 @@ async fn gateway_over(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
         &format!("http://{upstream}"),
         "--rate-limit-rps",
         "0",
+        // 32 clients from one address, against a stand-in whose answers
+        // carry no `duration_ms`: no per-client limits, as no rate limit.
+        "--client-max-inflight",
+        "0",
+        "--client-budget-seconds",
+        "0",
         "--probe-interval-ms",
         "50",
     ])
@@ -193,7 +199,12 @@ async fn gateway_over(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
     let gw = gateway::Gateway::from_config(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(gateway::run(listener, gw.clone(), std::future::pending()));
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(gateway::run(
+        (listener, metrics),
+        gw.clone(),
+        std::future::pending(),
+    ));
     while gw.backends().ready.is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -208,7 +219,13 @@ async fn executor_server() -> (std::net::SocketAddr, executor::Executor) {
         .expect("loading the guest (set EXECUTOR_GUEST_WASM)");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(executor::run(listener, ex.clone(), std::future::pending()));
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(executor::run(
+        (listener, metrics),
+        ex.clone(),
+        config.edge.edge(),
+        std::future::pending(),
+    ));
     (addr, ex)
 }
 
@@ -220,6 +237,7 @@ async fn load_sandbox(ex: &executor::Executor, meter_fuel: bool) -> executor::sa
             cache_dir: ex.args().cache_dir(),
             epoch_tick: Duration::from_millis(5),
             meter_fuel,
+            clock_resolution: Duration::from_micros(ex.args().clock_resolution_us),
         },
     )
     .await

@@ -90,7 +90,10 @@ fn hop_by_hop(name: &header::HeaderName) -> bool {
 impl Forwarder {
     pub fn new(strategy: Strategy, connect_timeout: Duration, timeout: Duration) -> Forwarder {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the executor's header timeout (30 s), which also closes
+            // its idle keep-alive connections: the pool drops a connection
+            // before the executor would.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build(connector(connect_timeout));
         Forwarder {
             balancer: Balancer::new(strategy),

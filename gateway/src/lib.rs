@@ -12,9 +12,11 @@
 //!   (`trace_layer`), and [`metrics::observe`] (the in-flight gauge is a drop
 //!   guard, so a client that goes away leaves it as it found it).
 //! - [`door`]: layers that turn excess away before any executor is involved:
-//!   a draining gateway (503), the per-client-IP token bucket (429
-//!   `rate_limited`), the concurrency cap with load shedding (429
-//!   `overloaded`), and the body limit (413).
+//!   a draining gateway (503), the per-client token bucket (429
+//!   `rate_limited`; the client is the peer IP, or what a trusted proxy
+//!   says, IPv6 by /64), per-client fairness (runs in flight and an
+//!   execution-seconds budget, 429 `rate_limited`), the concurrency cap with
+//!   load shedding (429 `overloaded`), and the body limit (413).
 //! - [`discover`]: the set of ready executors, kept current by one of three
 //!   sources (Kubernetes EndpointSlices, a probed static list, or, with
 //!   feature `embedded`, an executor in this process).
@@ -27,10 +29,17 @@
 //! - [`rescue`]: the one place failures become `runbox_api::ApiError`s (429,
 //!   502, 503, 504, with `Retry-After` where retrying helps), and where an
 //!   executor's error answer is relayed in the same shape.
-//! - [`metrics`]: Prometheus counters and histograms, `GET /metrics`.
+//! - [`metrics`]: Prometheus counters and histograms, `GET /metrics` on a
+//!   listener of its own ([`metrics_router`], `GATEWAY_METRICS_LISTEN`).
 //!
-//! Beside the API: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and
-//! the playground's static files ([`assets`]) at `/`.
+//! Beside the API: `/healthz`, `/readyz`, `/openapi.json`, and the
+//! playground's static files ([`assets`]) at `/`.
+//!
+//! Under it all, `runbox_api::server::serve` is the connection loop (header,
+//! write and idle timeouts, caps on open connections in all and per client,
+//! HTTP/2 limits), and `runbox_api::server::buffer_body` reads each API
+//! body whole, within its deadline and the memory budget for bodies, before
+//! any permit is taken.
 //!
 //! Without feature `embedded` (the Kubernetes image) the gateway links no
 //! wasmtime and needs executors from `GATEWAY_EXECUTORS` or Kubernetes.
@@ -47,7 +56,6 @@ pub mod metrics;
 pub mod rescue;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -57,7 +65,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use runbox_api::headers::{EXECUTOR, REQUEST_ID};
-use runbox_api::server::{self, BodyBytes};
+use runbox_api::server::{self, BodyBuffer, BodyBytes, Edge, EdgeConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -74,12 +82,18 @@ pub struct Options {
     pub balance: Strategy,
     pub max_body_bytes: usize,
     pub max_concurrency: usize,
-    /// Requests per second and burst per client IP; `None` for no limit.
+    /// Requests per second and burst per client; `None` for no limit.
     pub rate_limit: Option<(f64, u32)>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Per-client runs in flight and execution-time budget.
+    pub fairness: door::FairnessConfig,
     /// Longest one attempt on an executor may take (then 504).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub cors_origins: Vec<String>,
+    /// The HTTP edge's limits (timeouts, connection caps, body budget).
+    pub edge: EdgeConfig,
 }
 
 impl Options {
@@ -89,9 +103,12 @@ impl Options {
             max_body_bytes: c.body_limit_bytes,
             max_concurrency: c.max_concurrency,
             rate_limit: c.rate_limit().map(|r| (r, c.rate_limit_burst)),
+            trusted_proxies: c.clients.trusted_proxies.clone(),
+            fairness: c.fairness(),
             request_timeout: c.request_timeout(),
             connect_timeout: c.connect_timeout(),
             cors_origins: c.cors_origins.clone(),
+            edge: c.edge.edge(),
         }
     }
 }
@@ -109,6 +126,7 @@ struct Inner {
     forwarder: Forwarder,
     metrics: Metrics,
     door: Arc<Door>,
+    edge: Edge,
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     embedded: InProcess,
 }
@@ -129,7 +147,8 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// A gateway over `discovery` (call inside a tokio runtime). Fails only
-    /// on a rate limit that is not a positive number.
+    /// on a rate limit that is not a positive number, or a per-client budget
+    /// that is not a number ≥ 0.
     pub fn new(options: Options, discovery: Arc<dyn Discovery>) -> Result<Gateway, String> {
         Gateway::build(options, discovery, InProcess::default())
     }
@@ -162,7 +181,13 @@ impl Gateway {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 forwarder: Forwarder::new(options.balance, options.connect_timeout, options.request_timeout),
-                door: Arc::new(Door::new(rate, options.max_concurrency, options.max_body_bytes)),
+                door: Arc::new(
+                    Door::new(rate, options.max_concurrency, options.max_body_bytes)
+                        .trusting(door::TrustedProxies::new(options.trusted_proxies.iter().copied()))
+                        .fair(door::Fairness::new(options.fairness.clone())?)
+                        .counting(metrics.clone()),
+                ),
+                edge: Edge::new(options.edge.clone()),
                 options,
                 discovery,
                 backends,
@@ -302,7 +327,8 @@ pub fn router(gateway: Gateway) -> Router {
     let api = Router::new()
         .route("/execute", post(api))
         .route("/runtimes", get(api));
-    let api = door::layers(api, &inner.door)
+    let buffer = BodyBuffer::new(&inner.edge, inner.options.max_body_bytes);
+    let api = door::layers(api, &inner.door, Some(buffer))
         .layer(axum::middleware::from_fn_with_state(
             inner.metrics.clone(),
             metrics::observe,
@@ -312,7 +338,6 @@ pub fn router(gateway: Gateway) -> Router {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/openapi.json", openapi)
         .merge(api)
         .fallback(fallback)
@@ -369,8 +394,17 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
     }
 }
 
+/// `GET /metrics` (the gateway's series, its edge's, and the embedded
+/// executor's), for the metrics listener.
+pub fn metrics_router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(server::not_found)
+        .with_state(gateway)
+}
+
 async fn metrics(State(gw): State<Gateway>) -> Response {
-    let text = gw.inner.metrics.render();
+    let text = gw.inner.metrics.render() + &server::render_edge("gateway", &gw.inner.edge.snapshot());
     #[cfg(feature = "embedded")]
     let text = match gw.embedded_executor() {
         Some(executor) => text + &executor.metrics().render(),
@@ -393,21 +427,22 @@ async fn fallback(request: Request) -> Response {
     server::not_found(request).await.into_response()
 }
 
-/// Serves the gateway on `listener` until `shutdown` resolves (or the
-/// gateway fails, see [`Gateway::failed`]), then stops accepting, lets
-/// in-flight requests finish (bounded by the request timeout), and returns;
-/// an error when the gateway failed.
+/// Serves the gateway on `listeners.0` under its edge's limits, and
+/// `/metrics` on `listeners.1`, until `shutdown` resolves (or the gateway
+/// fails, see [`Gateway::failed`]), then stops accepting, lets in-flight
+/// requests finish (bounded by the request timeout), and returns; an error
+/// when the gateway failed.
 pub async fn run(
-    listener: TcpListener,
+    listeners: (TcpListener, TcpListener),
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(gateway.clone());
+    let metrics = metrics_router(gateway.clone());
     let drain_timeout = gateway.inner.options.request_timeout + Duration::from_secs(1);
     let failure = Arc::new(OnceLock::<String>::new());
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let (draining, failed) = (gateway.clone(), Arc::clone(&failure));
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let shutdown = async move {
         tokio::select! {
             () = shutdown => tracing::info!("shutdown requested: draining"),
             reason = draining.failed() => {
@@ -416,17 +451,16 @@ pub async fn run(
             }
         }
         draining.drain();
-        let _ = started_tx.send(());
-    });
-    let serve = tokio::spawn(async move { serve.await });
-    let bounded = async {
-        let _ = started_rx.await;
-        tokio::time::sleep(drain_timeout).await;
     };
-    tokio::select! {
-        result = serve => result.map_err(std::io::Error::other)??,
-        () = bounded => tracing::warn!("drain timed out; exiting with requests in flight"),
-    }
+    let (api, metrics_listener) = listeners;
+    let edge = gateway.inner.edge.clone();
+    server::serve_with_metrics(
+        (api, app, edge),
+        (metrics_listener, metrics),
+        shutdown,
+        drain_timeout,
+    )
+    .await?;
     match failure.get() {
         Some(reason) => Err(std::io::Error::other(reason.clone())),
         None => Ok(()),

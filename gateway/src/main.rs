@@ -14,12 +14,22 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let metrics_listen = config.edge.metrics_listen;
+    let metrics = tokio::net::TcpListener::bind(metrics_listen)
+        .await
+        .with_context(|| format!("binding {metrics_listen} (metrics)"))?;
     tracing::info!(
         addr = %listener.local_addr()?,
+        metrics_addr = %metrics.local_addr()?,
         discovery = ?config.discovery_kind(),
         balance = ?config.balance,
         "gateway listening"
     );
-    gateway::run(listener, gateway, runbox_api::server::shutdown_signal()).await?;
+    gateway::run(
+        (listener, metrics),
+        gateway,
+        runbox_api::server::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -17,6 +17,30 @@ pub const UPSTREAM_DURATION_SECONDS: &str = "gateway_upstream_duration_seconds";
 pub const BACKENDS: &str = "gateway_backends";
 pub const RETRIES_TOTAL: &str = "gateway_retries_total";
 pub const INFLIGHT_REQUESTS: &str = "gateway_inflight_requests";
+pub const CLIENT_REFUSALS_TOTAL: &str = "gateway_client_refusals_total";
+
+/// Which per-client limit refused a request (the `limit` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientLimit {
+    /// The requests/s token bucket.
+    Requests,
+    /// The cap on runs in flight.
+    InFlight,
+    /// The execution-time budget.
+    Budget,
+}
+
+impl ClientLimit {
+    pub const ALL: [ClientLimit; 3] = [ClientLimit::Requests, ClientLimit::InFlight, ClientLimit::Budget];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientLimit::Requests => "requests",
+            ClientLimit::InFlight => "inflight",
+            ClientLimit::Budget => "budget",
+        }
+    }
+}
 
 const BUCKETS: [f64; 17] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -36,6 +60,8 @@ struct Inner {
     unready_backends: Gauge,
     retries: Counter,
     inflight: Gauge,
+    /// By [`ClientLimit`], in `ClientLimit::ALL` order.
+    client_refusals: [Counter; 3],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -82,6 +108,13 @@ impl Metrics {
                     metrics::gauge!(INFLIGHT_REQUESTS),
                 )
             });
+        let client_refusals = metrics::with_local_recorder(&recorder, || {
+            metrics::describe_counter!(
+                CLIENT_REFUSALS_TOTAL,
+                "Requests refused by a per-client limit (requests, inflight, budget)."
+            );
+            ClientLimit::ALL.map(|l| metrics::counter!(CLIENT_REFUSALS_TOTAL, "limit" => l.as_str()))
+        });
         Metrics {
             inner: Arc::new(Inner {
                 _recorder: recorder,
@@ -92,6 +125,7 @@ impl Metrics {
                 unready_backends,
                 retries,
                 inflight,
+                client_refusals,
             }),
         }
     }
@@ -123,6 +157,11 @@ impl Metrics {
 
     pub fn retry(&self) {
         self.inner.retries.increment(1);
+    }
+
+    /// A request refused by the per-client `limit`.
+    pub fn client_refused(&self, limit: ClientLimit) {
+        self.inner.client_refusals[limit as usize].increment(1);
     }
 }
 
@@ -208,13 +247,25 @@ mod tests {
         m.backends(1, 0);
         m.retry();
         m.upstream(Duration::from_millis(1));
+        m.client_refused(ClientLimit::Budget);
         let text = m.render();
+        assert_eq!(
+            value(&text, "gateway_client_refusals_total{limit=\"budget\"}"),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, "gateway_client_refusals_total{limit=\"inflight\"}"),
+            Some(0.0),
+            "every limit's series exists from the start: {text}"
+        );
         for name in [
             REQUEST_DURATION_SECONDS,
             UPSTREAM_DURATION_SECONDS,
             BACKENDS,
             RETRIES_TOTAL,
             INFLIGHT_REQUESTS,
+            CLIENT_REFUSALS_TOTAL,
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
         }

@@ -1,6 +1,7 @@
 //! The one place gateway failures become [`ApiError`]s (the contract's error
 //! body, `{"error": {"code", "message"}, "id"}`): load shed → 429, rate
-//! limited → 429, draining or no executor → 503, upstream timeout → 504,
+//! limited (requests/s, runs in flight, or execution-time budget per client)
+//! → 429, draining or no executor → 503, upstream timeout → 504,
 //! upstream unreachable or broken → 502; `Retry-After` where retrying helps.
 //! An executor's own error answer is relayed as the same [`ApiError`].
 
@@ -8,6 +9,8 @@ use axum::BoxError;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use runbox_api::{ApiError, ErrorBody, ErrorCode};
+
+use crate::door::Refusal;
 
 /// Seconds a client is told to wait where waiting is all it takes.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -28,6 +31,10 @@ pub enum GatewayError {
     Overloaded,
     #[error("too many requests from this client")]
     RateLimited { retry_after_secs: u64 },
+    #[error("this client has {limit} runs in flight, as many as it may; retry when one ends")]
+    TooManyRuns { limit: usize },
+    #[error("this client's execution-time budget does not cover this run; it refills with time")]
+    OverBudget { retry_after_secs: u64 },
     #[error("the gateway is shutting down")]
     ShuttingDown,
 }
@@ -42,7 +49,9 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable => ErrorCode::UpstreamUnreachable,
             GatewayError::UpstreamFailed => ErrorCode::UpstreamFailed,
             GatewayError::Overloaded => ErrorCode::Overloaded,
-            GatewayError::RateLimited { .. } => ErrorCode::RateLimited,
+            GatewayError::RateLimited { .. }
+            | GatewayError::TooManyRuns { .. }
+            | GatewayError::OverBudget { .. } => ErrorCode::RateLimited,
             GatewayError::ShuttingDown => ErrorCode::ShuttingDown,
         }
     }
@@ -54,11 +63,22 @@ impl GatewayError {
             GatewayError::NoExecutors
             | GatewayError::NotReady
             | GatewayError::Overloaded
-            | GatewayError::ShuttingDown => Some(RETRY_AFTER_SECS),
-            GatewayError::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            | GatewayError::ShuttingDown
+            | GatewayError::TooManyRuns { .. } => Some(RETRY_AFTER_SECS),
+            GatewayError::RateLimited { retry_after_secs }
+            | GatewayError::OverBudget { retry_after_secs } => Some(retry_after_secs),
             GatewayError::UpstreamTimeout
             | GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamFailed => None,
+        }
+    }
+}
+
+impl From<Refusal> for GatewayError {
+    fn from(r: Refusal) -> GatewayError {
+        match r {
+            Refusal::InFlight { limit } => GatewayError::TooManyRuns { limit },
+            Refusal::Budget { retry_after_secs } => GatewayError::OverBudget { retry_after_secs },
         }
     }
 }
@@ -87,6 +107,22 @@ pub async fn layer_error(error: BoxError) -> ApiError {
     } else {
         ApiError::internal(format!("a gateway layer failed: {error}"))
     }
+}
+
+/// A request body the door could not read whole: over `limit` (413), or
+/// broken off (400). Behind the HTTP edge's buffering neither happens.
+pub fn unreadable_body(error: &axum::Error, limit: usize) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::too_large("the request body", limit);
+        }
+        source = e.source();
+    }
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("reading the body failed: {error}"),
+    )
 }
 
 /// An executor's error answer (4xx/5xx) as the client gets it: the same
@@ -141,6 +177,20 @@ mod tests {
             (429, "3")
         );
         assert_eq!(GatewayError::Overloaded.code().status(), 429);
+        let r = GatewayError::from(Refusal::InFlight { limit: 2 }).into_response();
+        assert_eq!(
+            (r.status().as_u16(), r.headers()["retry-after"].to_str().unwrap()),
+            (429, "1")
+        );
+        let e = body(r).await.error;
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert!(e.message.contains("2 runs in flight"), "{}", e.message);
+        let r = GatewayError::from(Refusal::Budget { retry_after_secs: 7 }).into_response();
+        assert_eq!(
+            (r.status().as_u16(), r.headers()["retry-after"].to_str().unwrap()),
+            (429, "7")
+        );
+        assert_eq!(body(r).await.error.code, ErrorCode::RateLimited);
         assert_eq!(ApiError::from(GatewayError::UpstreamUnreachable).status, 502);
         assert_eq!(ApiError::from(GatewayError::UpstreamFailed).status, 502);
         assert_eq!(ApiError::from(GatewayError::ShuttingDown).status, 503);

@@ -22,8 +22,13 @@
 #              1.30 and the newest schema the package ships; ScaledObject and
 #              ServiceMonitor against k8s/tests/schemas/; the adapter rules
 #   policy     one autoscaler per Deployment, agreeing numbers, names the
-#              gateway and Prometheus depend on, security settings — plus a
-#              self-test that an HPA and a ScaledObject on one Deployment fail
+#              gateway and Prometheus depend on, the two ports (API `http`
+#              8080, `metrics` 9090) and who may reach each (Services,
+#              NetworkPolicies, every scrape route), security settings — plus
+#              self-tests: an HPA and a ScaledObject on one Deployment fail,
+#              and so does each break of the port rules (the public Service
+#              exposing 9090, the monitoring namespace reaching an API port, a
+#              scrape target on an API port, ...)
 #   expected   k8s/tests/expected.json is what extract.py derives today
 #   checkov    the built manifests and both Dockerfiles
 #   hadolint   both Dockerfiles
@@ -228,6 +233,16 @@ tally validate "$PY" validate.py --version 1.30 --version latest "${files[@]}"
 targets=("${BUILT[@]}")
 [[ -s "$BUILD/gke+keda.yaml" ]] && targets+=(gke+keda)
 tally policy "$PY" policy.py "$BUILD" "${targets[@]}"
+
+# Self-test of the port rules: the kubeadm build, broken in each way they
+# exist to catch (the public Service exposing 9090, the monitoring namespace
+# reaching an API port, a scrape target on an API port, ...), must be
+# rejected every time.
+if [[ -s "$BUILD/kubeadm.yaml" ]]; then
+    tally "policy self-test" "$PY" policy.py --self-test "$BUILD" kubeadm
+else
+    record "policy self-test (needs overlays/kubeadm built)" 1 /dev/null
+fi
 
 if [[ -s "$BUILD/both-autoscalers.yaml" ]] && ! "$PY" policy.py "$BUILD" both-autoscalers >"$BUILD/.out" 2>&1 &&
     grep -q 'autoscalers at once' "$BUILD/.out"; then

@@ -8,7 +8,9 @@ the two binaries, for the Rust tests that hold the binaries to it.
               exporter itself must emit (`labels`) and the labels the scrape
               adds and the exporter must therefore not emit (`target_labels`);
   scrape      where the ServiceMonitor, the plain scrape config and the pod
-              annotations scrape each binary (path and container port);
+              annotations scrape each binary: path, container port and its
+              name (`metrics`, the *_METRICS_LISTEN listener), and the API
+              port (`api_port`), which must answer 404 on that path;
   containers  every environment variable set on each runbox container, per
               distinct container spec across the overlays, with a sample
               value for those filled in by Kubernetes (`valueFrom`).
@@ -30,6 +32,7 @@ import yaml
 
 from manifests import (
     ADAPTER_VALUES,
+    API_PORT_NAME,
     OVERLAYS,
     ROOT,
     SCRAPE_CONFIG,
@@ -221,12 +224,23 @@ def collect(build_dir: pathlib.Path) -> dict[str, Any]:
                         key = (binary_of(c["image"]), job.get("metrics_path", "/metrics"), p["containerPort"])
                         scrape.setdefault(key, set()).add(f"{SCRAPE_CONFIG.relative_to(ROOT)}: job {job['job_name']}")
 
+    # Each binary's container ports by number, and its API port.
+    port_names: dict[str, dict[int, str]] = {}
+    for w in of_kind(built(build_dir, OVERLAYS[0]), "Deployment"):
+        for c in pod_spec(w).get("containers") or []:
+            for p in c.get("ports") or []:
+                port_names.setdefault(binary_of(c.get("image", "")), {})[p["containerPort"]] = p.get("name", "")
+
+    def api_port(binary: str) -> int | None:
+        return next((n for n, name in port_names.get(binary, {}).items() if name == API_PORT_NAME), None)
+
     return {
         "version": FORMAT_VERSION,
         "generated_by": "k8s/tests/extract.py (check.sh fails when this file is stale; regenerate with `bash k8s/tests/check.sh --update`)",
         "metrics": metrics.as_json(),
         "scrape": [
-            {"exporter": b, "path": path, "port": port, "referenced_by": sorted(srcs)}
+            {"exporter": b, "path": path, "port": port, "port_name": port_names.get(b, {}).get(port),
+             "api_port": api_port(b), "referenced_by": sorted(srcs)}
             for (b, path, port), srcs in sorted(scrape.items())
         ],
         "containers": sorted(containers_out.values(), key=lambda c: (c["binary"], c["workload"], c["container"], c["overlays"])),

@@ -24,6 +24,18 @@ OVERLAYS = ("kubeadm", "aks", "gke", "keda")
 ADAPTER_VALUES = K8S / "prometheus-adapter" / "values.yaml"
 SCRAPE_CONFIG = K8S / "monitoring" / "prometheus-scrape-config.yaml"
 
+# The two ports of each runbox container (docs/contracts.md): the API on
+# `http` (8080; /execute, /runtimes, /healthz, /readyz, /openapi.json; 404 on
+# /metrics) and /metrics alone on `metrics` (9090, the *_METRICS_LISTEN
+# listener), which only Prometheus may reach.
+API_PORT_NAME, API_PORT = "http", 8080
+METRICS_PORT_NAME, METRICS_PORT = "metrics", 9090
+# Where Prometheus runs (cluster-setup installs it there) and its pods' label.
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}
+# The Service clients reach (NodePort / LoadBalancer in the overlays).
+PUBLIC_SERVICE = "gateway"
+
 # Labels Prometheus attaches to a scraped series (target labels); an exporter
 # must not emit them itself. Every other label a query names must come from
 # the exporter.
@@ -62,6 +74,45 @@ def containers(workload: dict[str, Any]) -> Iterator[dict[str, Any]]:
     spec = pod_spec(workload)
     yield from spec.get("initContainers") or []
     yield from spec.get("containers") or []
+
+
+def template_labels(workload: dict[str, Any]) -> dict[str, str]:
+    return workload.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+
+
+def matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Whether a label selector (`matchLabels`, `matchExpressions`) selects
+    `labels`. An empty selector selects everything."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def container_ports(workload: dict[str, Any]) -> dict[str, int]:
+    """Every named container port of a workload's pods, name -> number."""
+    return {p["name"]: p["containerPort"] for c in pod_spec(workload).get("containers") or []
+            for p in c.get("ports") or [] if p.get("name")}
+
+
+def resolve_port(port: Any, named: dict[str, int]) -> int | None:
+    """A port as NetworkPolicies, Services and probes give it (a number or a
+    container port name) as a number; None for a name the pods do not have."""
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.isdigit():
+        return int(port)
+    return named.get(port)
 
 
 def binary_of(image: str) -> str:

@@ -2,46 +2,93 @@
 """The rules runbox's manifests must keep that no schema or scanner knows:
 one autoscaler per Deployment, numbers that must agree across objects (CPU
 request and concurrency, HPA and KEDA targets, drain times and grace
-periods), the names the gateway and Prometheus depend on, and the security
-settings each pod must carry. Run on each built overlay.
+periods), the names the gateway and Prometheus depend on, the two ports
+(API on `http`, /metrics alone on `metrics`) and who may reach each — the
+Services, the NetworkPolicies and every scrape route (pod annotations, the
+ServiceMonitors built to BUILD_DIR/monitoring.yaml, the plain scrape
+config) — and the security settings each pod must carry. Run on each built
+overlay.
 
 Usage: policy.py BUILD_DIR TARGET…   (TARGET: an overlay built to BUILD_DIR/TARGET.yaml)
-Prints one line per target; exits 1 if any rule is broken.
+       policy.py --self-test BUILD_DIR TARGET
+Prints one line per target; exits 1 if any rule is broken. --self-test
+breaks TARGET in each way the port and scrape rules exist to
+catch — the public Service exposing 9090, the monitoring namespace reaching
+an API port, a scrape target on an API port, … — and prints one line per
+mutation: ok when the rules caught it.
 """
 
 from __future__ import annotations
 
+import copy
 import pathlib
+import re
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from manifests import (
     ADAPTER_VALUES,
+    API_PORT,
+    API_PORT_NAME,
+    METRICS_PORT,
+    METRICS_PORT_NAME,
+    MONITORING_NAMESPACE,
+    PROMETHEUS_POD,
+    PUBLIC_SERVICE,
+    ROOT,
+    SCRAPE_CONFIG,
     binary_of,
     built,
+    container_ports,
     contract,
     env_value,
     find,
+    matches,
     of_kind,
     pod_spec,
     quantity,
     ref,
+    resolve_port,
+    template_labels,
 )
 
 # The executor's defaults (executor/src/config.rs), for variables a manifest
 # leaves unset.
 EXECUTOR_DEFAULTS = {"EXECUTOR_MAX_TIMEOUT_MS": "30000", "EXECUTOR_QUEUE_TIMEOUT_MS": "10000"}
 AUTOSCALED_BY_CUSTOM_METRIC = "executor_inflight_executions"
-PORT = 8080  # docs/contracts.md: one port, 8080, in containers
 NO_EGRESS = "executor"  # the workload that may send nothing at all
+PUBLIC_WORKLOAD = "gateway"  # the only workload anyone may reach (its API port)
+# The routes by which Prometheus finds the pods; each must reach both
+# workloads, on their metrics port.
+ROUTE_ANNOTATIONS = "pod annotations prometheus.io/*"
+ROUTE_SERVICEMONITOR = "a ServiceMonitor (k8s/monitoring)"
+ROUTE_SCRAPE_CONFIG = f"{SCRAPE_CONFIG.relative_to(ROOT)}"
+ROUTES = (ROUTE_ANNOTATIONS, ROUTE_SERVICEMONITOR, ROUTE_SCRAPE_CONFIG)
+
+
+def is_public(svc: dict[str, Any]) -> bool:
+    spec = svc.get("spec") or {}
+    return (svc["metadata"]["name"] == PUBLIC_SERVICE or spec.get("type") in ("NodePort", "LoadBalancer")
+            or bool(spec.get("externalIPs")))
+
+
+def listen_port(value: str | None) -> tuple[str, int | None]:
+    """`0.0.0.0:9090` -> ("0.0.0.0", 9090)."""
+    host, _, port = (value or "").rpartition(":")
+    return host, int(port) if port.isdigit() else None
 
 
 class Rules:
-    def __init__(self, target: str, docs: list[dict[str, Any]]) -> None:
+    def __init__(self, target: str, docs: list[dict[str, Any]], monitoring: list[dict[str, Any]] | None = None,
+                 scrape_config: dict[str, Any] | None = None) -> None:
         self.target = target
         self.docs = docs
+        # The Prometheus-operator objects (k8s/monitoring, built separately)
+        # and the plain scrape config, checked against this overlay's pods.
+        self.monitoring = monitoring
+        self.scrape_config = scrape_config
         self.errors: list[str] = []
 
     def fail(self, msg: str) -> None:
@@ -139,7 +186,18 @@ class Rules:
                     f"{ref(w)}: image {ctr['image']} is not one of the contract's {sorted(images)} (optionally under a registry)",
                 )
                 ports = {p.get("name"): p.get("containerPort") for p in ctr.get("ports") or []}
-                self.expect(ports.get("http") == PORT, f"{ref(w)}: container port `http` must be {PORT} (contract; the gateway finds executors by this name)")
+                self.expect(ports.get(API_PORT_NAME) == API_PORT, f"{ref(w)}: container port `{API_PORT_NAME}` must be {API_PORT} (contract; the gateway finds executors by this name)")
+                self.expect(ports.get(METRICS_PORT_NAME) == METRICS_PORT, f"{ref(w)}: container port `{METRICS_PORT_NAME}` must be {METRICS_PORT} (the metrics listener Prometheus scrapes)")
+                self.expect(set(ports) <= {API_PORT_NAME, METRICS_PORT_NAME}, f"{ref(w)}: container ports {sorted(map(str, ports))}; only `{API_PORT_NAME}` and `{METRICS_PORT_NAME}`")
+                # Each port is the listener its variable opens, on every
+                # interface of the pod (127.0.0.1 would be unreachable).
+                prefix = binary_of(ctr["image"]).upper()
+                for var, port_name in ((f"{prefix}_LISTEN", API_PORT_NAME), (f"{prefix}_METRICS_LISTEN", METRICS_PORT_NAME)):
+                    host, port = listen_port(env_value(ctr, var))
+                    self.expect(
+                        host in ("0.0.0.0", "[::]") and port is not None and port == ports.get(port_name),
+                        f"{ref(w)}: {var} must be 0.0.0.0:<container port `{port_name}`> ({ports.get(port_name)}), not {env_value(ctr, var)!r}",
+                    )
                 self.expect(not ctr.get("command") and not ctr.get("args"), f"{ref(w)}: configure through env, not command/args")
                 self.expect(not ctr.get("envFrom"), f"{ref(w)}: every variable is named in `env` (envFrom hides them from the env test)")
                 # A first line of defence; the Rust env test parses them with
@@ -208,6 +266,10 @@ class Rules:
                         self.expect(r in (res.get(kind) or {}), f"{where}: resources.{kind}.{r}")
                 self.expect((ctr.get("readinessProbe") or {}).get("httpGet", {}).get("path") == "/readyz", f"{where}: readiness on /readyz")
                 self.expect((ctr.get("livenessProbe") or {}).get("httpGet", {}).get("path") == "/healthz", f"{where}: liveness on /healthz")
+                named = {p["name"]: p["containerPort"] for p in ctr.get("ports") or [] if p.get("name")}
+                for probe in ("readinessProbe", "livenessProbe"):
+                    port = (ctr.get(probe) or {}).get("httpGet", {}).get("port")
+                    self.expect(resolve_port(port, named) == API_PORT, f"{where}: {probe} on the API port (`{API_PORT_NAME}`), not {port!r}")
                 self.expect("sleep" in ((ctr.get("lifecycle") or {}).get("preStop") or {}), f"{where}: a preStop sleep (no shell in the image)")
             # checkov skips must say why.
             for obj in (w, *of_kind(self.docs, "Service")):
@@ -225,49 +287,406 @@ class Rules:
                     f"{ref(role)}: only get/list/watch on discovery.k8s.io endpointslices is allowed, got {rule}",
                 )
 
+    # --- the two ports: Services ----------------------------------------------
+    def backends(self, selector: dict[str, str] | None) -> list[dict[str, Any]]:
+        """The Deployments whose pods a Service selector (plain labels) selects."""
+        if not selector:
+            return []
+        return [w for w in of_kind(self.docs, "Deployment") if matches({"matchLabels": selector}, template_labels(w))]
+
+    def service_targets(self, svc: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any], int | None]]:
+        """(service port, backend Deployment, container port number) for each
+        port of a Service and each Deployment it selects."""
+        out = []
+        for w in self.backends((svc.get("spec") or {}).get("selector")):
+            named = container_ports(w)
+            for sp in svc["spec"].get("ports") or []:
+                out.append((sp, w, resolve_port(sp.get("targetPort", sp.get("port")), named)))
+        return out
+
+    def services(self) -> None:
+        metrics_services: dict[str, list[str]] = {}
+        for svc in of_kind(self.docs, "Service"):
+            spec = svc["spec"]
+            targets = self.service_targets(svc)
+            self.expect(bool(targets) or not spec.get("selector"), f"{ref(svc)} selects no Deployment's pods")
+            for sp, w, port in targets:
+                self.expect(port is not None, f"{ref(svc)}: port {sp.get('name')!r} targets {sp.get('targetPort')!r}, which {ref(w)}'s pods do not have")
+            metrics = [(sp, w) for sp, w, port in targets if port == METRICS_PORT or sp.get("port") == METRICS_PORT or sp.get("name") == METRICS_PORT_NAME]
+            if is_public(svc):
+                self.expect(not metrics, f"{ref(svc)} is public and exposes the metrics port {METRICS_PORT}: nobody may reach /metrics through it")
+                for sp, w, port in targets:
+                    self.expect(port == API_PORT, f"{ref(svc)} is public: it may expose only {ref(w)}'s API port (`{API_PORT_NAME}`, {API_PORT}), not {sp}")
+            elif metrics:
+                # Prometheus's own way to the pods: no virtual IP, nothing but
+                # the metrics port (and so never the gateway's discovery Service).
+                self.expect(spec.get("clusterIP") == "None" and spec.get("type", "ClusterIP") == "ClusterIP",
+                            f"{ref(svc)} exposes the metrics port: it must be a headless ClusterIP Service (clusterIP: None)")
+                for sp, w, port in targets:
+                    self.expect(port == METRICS_PORT and sp.get("name") == METRICS_PORT_NAME,
+                                f"{ref(svc)} exposes the metrics port, so nothing else: port `{METRICS_PORT_NAME}` -> {METRICS_PORT} only, not {sp}")
+                for w in {w["metadata"]["name"] for _, w in metrics}:
+                    metrics_services.setdefault(w, []).append(ref(svc))
+        for w in of_kind(self.docs, "Deployment"):
+            found = metrics_services.get(w["metadata"]["name"], [])
+            self.expect(len(found) == 1, f"{ref(w)}: exactly one headless Service must expose its metrics port (the ServiceMonitor's way in), found {found}")
+
+    # --- the two ports: scrape routes ----------------------------------------
+    def scrape_target(self, w: dict[str, Any], port: int | None, via: str) -> None:
+        named = container_ports(w)
+        want = named.get(METRICS_PORT_NAME)
+        api = " — the API port, which answers 404 on /metrics" if port is not None and port == named.get(API_PORT_NAME) else ""
+        self.expect(want is not None and port == want, f"{via} scrapes {ref(w)} on port {port}{api}; scrape only its metrics port (`{METRICS_PORT_NAME}`, {want})")
+
+    def scrape(self) -> None:
+        deployments = {w["metadata"]["name"]: w for w in of_kind(self.docs, "Deployment")}
+        routes: dict[str, set[str]] = {name: set() for name in deployments}
+
+        # 1. Pod annotations (the prometheus chart's kubernetes-pods job).
+        for name, w in deployments.items():
+            ann = w["spec"]["template"].get("metadata", {}).get("annotations") or {}
+            if ann.get("prometheus.io/scrape") != "true":
+                continue
+            self.scrape_target(w, resolve_port(ann.get("prometheus.io/port"), {}), f"{ref(w)} annotation prometheus.io/port={ann.get('prometheus.io/port')!r}")
+            self.expect(ann.get("prometheus.io/path", "/metrics") == "/metrics", f"{ref(w)}: prometheus.io/path must be /metrics")
+            routes[name].add(ROUTE_ANNOTATIONS)
+
+        # 2. ServiceMonitors: endpoint port (a Service port name) -> Service
+        #    targetPort -> container port.
+        if self.expect(self.monitoring is not None, "no built k8s/monitoring (monitoring.yaml) to check the ServiceMonitors"):
+            for sm in of_kind(self.monitoring or [], "ServiceMonitor"):
+                spec = sm.get("spec") or {}
+                ns_sel = spec.get("namespaceSelector") or {}
+                namespaces = ns_sel.get("matchNames") or ([] if ns_sel.get("any") else [sm["metadata"].get("namespace")])
+                selected = [svc for svc in of_kind(self.docs, "Service") if matches(spec.get("selector"), svc["metadata"].get("labels") or {})
+                            and (ns_sel.get("any") or svc["metadata"].get("namespace") in namespaces)]
+                self.expect(bool(selected), f"{ref(sm)} selects no Service of this overlay")
+                for svc in selected:
+                    self.expect(not is_public(svc), f"{ref(sm)} scrapes through the public {ref(svc)}; use the headless metrics Service")
+                    for i, ep in enumerate(spec.get("endpoints") or []):
+                        via = f"{ref(sm)} endpoints[{i}] (through {ref(svc)})"
+                        self.expect(ep.get("path", "/metrics") == "/metrics", f"{via}: path must be /metrics")
+                        if "port" in ep:
+                            # Services without a port of that name give no target.
+                            for sp, w, port in self.service_targets(svc):
+                                if sp.get("name") == ep["port"]:
+                                    self.scrape_target(w, port, via)
+                                    routes[w["metadata"]["name"]].add(ROUTE_SERVICEMONITOR)
+                        elif "targetPort" in ep:
+                            for w in self.backends(svc["spec"].get("selector")):
+                                self.scrape_target(w, resolve_port(ep["targetPort"], container_ports(w)), via)
+                                routes[w["metadata"]["name"]].add(ROUTE_SERVICEMONITOR)
+                        else:
+                            self.fail(f"{via} names no port: the operator would scrape every port of the Service")
+
+        # 3. The plain scrape config: keep rules on the pod's name label and
+        #    on the container port's name or number (anchored regexes).
+        for job in (self.scrape_config or {}).get("scrape_configs") or []:
+            via = f"{ROUTE_SCRAPE_CONFIG}: job {job.get('job_name')}"
+            self.expect(job.get("metrics_path", "/metrics") == "/metrics", f"{via}: metrics_path must be /metrics")
+            keep = [r for r in job.get("relabel_configs") or [] if r.get("action") == "keep"]
+
+            def regexes(label: str) -> list[str]:
+                return [str(r.get("regex", "(.*)")) for r in keep if r.get("source_labels") == [label]]
+
+            names = regexes("__meta_kubernetes_pod_label_app_kubernetes_io_name")
+            port_names = regexes("__meta_kubernetes_pod_container_port_name")
+            port_numbers = regexes("__meta_kubernetes_pod_container_port_number")
+            self.expect(bool(port_names or port_numbers), f"{via} keeps every container port; keep only `{METRICS_PORT_NAME}`")
+            for name, w in deployments.items():
+                if not all(re.fullmatch(r, name) for r in names):
+                    continue
+                kept = [(pn, num) for pn, num in container_ports(w).items()
+                        if all(re.fullmatch(r, pn) for r in port_names) and all(re.fullmatch(r, str(num)) for r in port_numbers)]
+                self.expect(bool(kept), f"{via} selects {ref(w)} but keeps none of its ports")
+                for pn, num in kept:
+                    self.scrape_target(w, num, f"{via} (container port `{pn}`)")
+                routes[name].add(ROUTE_SCRAPE_CONFIG)
+
+        for name, got in routes.items():
+            missing = [r for r in ROUTES if r not in got]
+            self.expect(not missing, f"{ref(deployments[name])}: not scraped through {', '.join(missing)}")
+
+    # --- the two ports: NetworkPolicies ----------------------------------------
     def network(self) -> None:
         pols = of_kind(self.docs, "NetworkPolicy")
         deny = [p for p in pols if p["spec"].get("podSelector") in ({}, None) and sorted(p["spec"].get("policyTypes") or []) == ["Egress", "Ingress"]
                 and not p["spec"].get("ingress") and not p["spec"].get("egress")]
         self.expect(len(deny) == 1, "a default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)")
-        ex = find(self.docs, "Deployment", NO_EGRESS)
-        if ex is None:
-            return
-        ex_labels = ex["spec"]["template"]["metadata"]["labels"]
+        deployments = of_kind(self.docs, "Deployment")
+        monitoring_ns = {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
+
+        def prometheus(peer: dict[str, Any]) -> bool:
+            return ("ipBlock" not in peer and (peer.get("namespaceSelector") or None) == {"matchLabels": monitoring_ns}
+                    and (peer.get("podSelector") or None) == {"matchLabels": PROMETHEUS_POD})
+
+        def gateway(peer: dict[str, Any]) -> bool:
+            return set(peer) == {"podSelector"} and peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": PUBLIC_WORKLOAD}}
+
+        def may_be_monitoring(peer: dict[str, Any]) -> bool:
+            if "ipBlock" in peer:
+                return True  # a CIDR can cover Prometheus's pod address
+            if "namespaceSelector" not in peer:
+                return False  # a podSelector alone: this namespace only
+            ns = peer["namespaceSelector"] or {}
+            names_it = "kubernetes.io/metadata.name" in (ns.get("matchLabels") or {}) or any(
+                e.get("key") == "kubernetes.io/metadata.name" for e in ns.get("matchExpressions") or [])
+            # Selected by its name label, or by labels it may well carry.
+            return matches(ns, monitoring_ns) if names_it else True
+
+        def admitted(ports: list[dict[str, Any]] | None, named: dict[str, int], where: str) -> set[int] | None:
+            """The port numbers a rule's `ports` admit; None: every port."""
+            if not ports:
+                return None
+            out: set[int] = set()
+            for port in ports:
+                if port.get("port") is None:
+                    return None
+                n = resolve_port(port["port"], named)
+                if not self.expect(n is not None, f"{where}: port {port['port']!r} is none of the pods' ports {sorted(named)}"):
+                    continue
+                out |= set(range(n, int(port.get("endPort", n)) + 1))
+            return out
+
+        def show(ports: set[int] | None) -> str:
+            if ports is None:
+                return "every port"
+            if len(ports) > 4 and max(ports) - min(ports) + 1 == len(ports):
+                return f"port(s) [{min(ports)}-{max(ports)}]"
+            return f"port(s) {sorted(ports)}"
+
+        public_api_open = False
+        scrapable: set[str] = set()  # workloads Prometheus may reach on their metrics port
         for p in pols:
-            sel = (p["spec"].get("podSelector") or {}).get("matchLabels") or {}
-            if not sel or any(ex_labels.get(k) != v for k, v in sel.items()):
-                continue  # does not select executor pods (or is the default deny)
-            self.expect(not p["spec"].get("egress"), f"{ref(p)}: selects executor pods and allows egress; executors may reach nothing")
-            self.expect("Egress" in (p["spec"].get("policyTypes") or []), f"{ref(p)}: must list Egress in policyTypes")
-            for rule in p["spec"].get("ingress") or []:
-                self.expect(bool(rule.get("from")), f"{ref(p)}: an ingress rule without `from` admits everyone to the executors")
-                for peer in rule.get("from") or []:
-                    pod_sel = (peer.get("podSelector") or {}).get("matchLabels") or {}
-                    ns_sel = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
-                    ok = (pod_sel == {"app.kubernetes.io/name": "gateway"} and not peer.get("namespaceSelector")) or (
-                        ns_sel.get("kubernetes.io/metadata.name") == "monitoring" and pod_sel.get("app.kubernetes.io/name") == "prometheus"
-                    )
-                    self.expect(ok and "ipBlock" not in peer, f"{ref(p)}: executors admit only the gateway and Prometheus, not {peer}")
-                for port in rule.get("ports") or []:
-                    self.expect(port.get("port") in ("http", PORT), f"{ref(p)}: executors admit only their port, not {port}")
+            spec = p["spec"]
+            for w in deployments:
+                if not matches(spec.get("podSelector"), template_labels(w)):
+                    continue
+                name, named = w["metadata"]["name"], container_ports(w)
+                api, metrics = named.get(API_PORT_NAME), named.get(METRICS_PORT_NAME)
+                if name == NO_EGRESS:
+                    self.expect(not spec.get("egress"), f"{ref(p)}: selects executor pods and allows egress; executors may reach nothing")
+                    self.expect("Egress" in (spec.get("policyTypes") or []), f"{ref(p)}: must list Egress in policyTypes")
+                for i, rule in enumerate(spec.get("ingress") or []):
+                    where = f"{ref(p)} ingress[{i}] on {ref(w)}"
+                    ports = admitted(rule.get("ports"), named, where)
+                    peers = rule.get("from") or []
+                    if not peers:
+                        # Open to everyone: the public gateway's API port only.
+                        self.expect(name == PUBLIC_WORKLOAD, f"{where}: an ingress rule without `from` admits everyone to {ref(w)}")
+                        self.expect(ports is not None and ports <= {api}, f"{where}: open to everyone, so it may admit only the API port {api}, not {show(ports)}")
+                        public_api_open |= name == PUBLIC_WORKLOAD and ports is not None and api in ports
+                        continue
+                    # The metrics port: Prometheus only.
+                    if metrics is not None and (ports is None or metrics in ports):
+                        if any(prometheus(x) for x in peers):
+                            scrapable.add(name)
+                        self.expect(all(prometheus(x) for x in peers),
+                                    f"{where}: admits {[x for x in peers if not prometheus(x)]} to the metrics port {metrics}; only Prometheus (namespace {MONITORING_NAMESPACE}, {PROMETHEUS_POD}) may reach it")
+                    # The monitoring namespace: the metrics port only.
+                    if any(may_be_monitoring(x) for x in peers):
+                        self.expect(ports is not None and ports <= {metrics},
+                                    f"{where}: lets the monitoring namespace reach {show(ports if ports is None else ports - {metrics})}; it may reach only the metrics port {metrics}")
+                    if name == NO_EGRESS:
+                        for x in peers:
+                            self.expect(gateway(x) or prometheus(x), f"{ref(p)}: executors admit only the gateway and Prometheus, not {x}")
+                        # The API port: the gateway only (its limits stand between clients and executors).
+                        if ports is None or api in ports:
+                            self.expect(all(gateway(x) for x in peers), f"{where}: admits {[x for x in peers if not gateway(x)]} to the executors' API port {api}; only the gateway may reach it")
+                        self.expect(ports is not None and ports <= {api, metrics}, f"{where}: executors admit only their API and metrics ports, not {show(ports)}")
+                # Egress to the executors: their API port, never their metrics port.
+                for i, rule in enumerate(spec.get("egress") or []):
+                    for peer in rule.get("to") or []:
+                        if "namespaceSelector" in peer or "ipBlock" in peer:
+                            continue
+                        for ex in deployments:
+                            if ex["metadata"]["name"] == NO_EGRESS and matches(peer.get("podSelector"), template_labels(ex)):
+                                ex_named = container_ports(ex)
+                                ports = admitted(rule.get("ports"), ex_named, f"{ref(p)} egress[{i}]")
+                                self.expect(ports is not None and ports <= {ex_named.get(API_PORT_NAME)},
+                                            f"{ref(p)} egress[{i}]: {ref(w)} may reach {show(ports)} of {ref(ex)}; only its API port {ex_named.get(API_PORT_NAME)}")
+        if find(self.docs, "Deployment", PUBLIC_WORKLOAD) is not None:
+            self.expect(public_api_open, f"Deployment/{PUBLIC_WORKLOAD}: no NetworkPolicy admits clients to its API port (`{API_PORT_NAME}`)")
+        for w in deployments:
+            if METRICS_PORT_NAME in container_ports(w):
+                self.expect(w["metadata"]["name"] in scrapable,
+                            f"{ref(w)}: no NetworkPolicy admits Prometheus (namespace {MONITORING_NAMESPACE}, {PROMETHEUS_POD}) to its metrics port; nothing could scrape it")
 
     def run(self) -> list[str]:
-        for check in (self.autoscalers, self.executor_sizing, self.names, self.security, self.network):
+        for check in (self.autoscalers, self.executor_sizing, self.names, self.security, self.services, self.scrape, self.network):
             try:
                 check()
-            except (KeyError, IndexError, TypeError, ValueError) as e:
+            except (KeyError, IndexError, TypeError, ValueError, re.error) as e:
                 self.fail(f"{check.__name__}: malformed manifests ({type(e).__name__}: {e})")
         return self.errors
 
 
+# --- self-test: each way the port rules exist to catch ----------------------
+
+Docs = list[dict[str, Any]]
+
+
+def _obj(docs: Docs, kind: str, name: str) -> dict[str, Any]:
+    found = find(docs, kind, name)
+    if found is None:
+        raise SystemExit(f"self-test: no {kind}/{name} to break")
+    return found
+
+
+def _ingress_from_monitoring(docs: Docs, policy: str) -> dict[str, Any]:
+    for rule in _obj(docs, "NetworkPolicy", policy)["spec"]["ingress"]:
+        if any((peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == MONITORING_NAMESPACE
+               for peer in rule.get("from") or []):
+            return rule
+    raise SystemExit(f"self-test: NetworkPolicy/{policy} has no rule for the monitoring namespace")
+
+
+def _ingress_rule(docs: Docs, policy: str, open_: bool) -> dict[str, Any]:
+    for rule in _obj(docs, "NetworkPolicy", policy)["spec"]["ingress"]:
+        if bool(rule.get("from")) != open_:
+            return rule
+    raise SystemExit(f"self-test: NetworkPolicy/{policy} has no {'open' if open_ else 'restricted'} ingress rule")
+
+
+def _annotations(docs: Docs, name: str) -> dict[str, str]:
+    return _obj(docs, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+
+
+def _env(docs: Docs, name: str, var: str, value: str) -> None:
+    for e in pod_spec(_obj(docs, "Deployment", name))["containers"][0]["env"]:
+        if e["name"] == var:
+            e["value"] = value
+            return
+    raise SystemExit(f"self-test: Deployment/{name} does not set {var}")
+
+
+def _sm_endpoint(monitoring: Docs, name: str) -> dict[str, Any]:
+    return _obj(monitoring, "ServiceMonitor", name)["spec"]["endpoints"][0]
+
+
+def _sm_on_api_service(monitoring: Docs, name: str) -> None:
+    sm = _obj(monitoring, "ServiceMonitor", name)
+    sm["spec"]["selector"] = {"matchLabels": {"app.kubernetes.io/name": name, "app.kubernetes.io/component": name}}
+    sm["spec"]["endpoints"][0]["port"] = API_PORT_NAME
+
+
+def _scrape_keep_port(config: dict[str, Any], job: str, regex: str) -> None:
+    for j in config["scrape_configs"]:
+        if j["job_name"] == job:
+            for r in j["relabel_configs"]:
+                if r.get("source_labels") == ["__meta_kubernetes_pod_container_port_name"]:
+                    r["regex"] = regex
+                    return
+    raise SystemExit(f"self-test: no port-name keep rule in scrape job {job}")
+
+
+Mutation = Callable[[Docs, Docs, dict[str, Any]], None]
+METRICS_SVC_PORT = {"name": METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": METRICS_PORT_NAME, "protocol": "TCP"}
+MUTATIONS: list[tuple[str, Mutation, str]] = [
+    ("the public Service exposes the metrics port by name",
+     lambda d, m, c: _obj(d, "Service", PUBLIC_SERVICE)["spec"]["ports"].append(dict(METRICS_SVC_PORT)),
+     "is public and exposes the metrics port"),
+    ("the public Service exposes 9090 by number",
+     lambda d, m, c: _obj(d, "Service", PUBLIC_SERVICE)["spec"]["ports"].append({"name": "x", "port": 9090, "targetPort": 9090, "protocol": "TCP"}),
+     "is public and exposes the metrics port"),
+    ("the executors' discovery Service exposes the metrics port",
+     lambda d, m, c: _obj(d, "Service", "executor")["spec"]["ports"].append(dict(METRICS_SVC_PORT)),
+     "must be a headless ClusterIP Service"),
+    ("a metrics Service gets a virtual IP",
+     lambda d, m, c: _obj(d, "Service", "gateway-metrics")["spec"].pop("clusterIP"),
+     "must be a headless ClusterIP Service"),
+    ("the monitoring namespace may reach the executors' API port",
+     lambda d, m, c: _ingress_from_monitoring(d, "executor")["ports"].append({"port": API_PORT_NAME, "protocol": "TCP"}),
+     "lets the monitoring namespace reach port(s) [8080]"),
+    ("the monitoring namespace may reach every executor port",
+     lambda d, m, c: _ingress_from_monitoring(d, "executor").pop("ports"),
+     "lets the monitoring namespace reach every port"),
+    ("the monitoring namespace may reach the gateway's API port (by number)",
+     lambda d, m, c: _ingress_from_monitoring(d, "gateway")["ports"].__setitem__(0, {"port": 8080, "protocol": "TCP"}),
+     "lets the monitoring namespace reach port(s) [8080]"),
+    ("all namespaces (hence monitoring) may reach the executors' API port",
+     lambda d, m, c: _ingress_rule(d, "executor", open_=False)["from"].append({"namespaceSelector": {}}),
+     "lets the monitoring namespace reach port(s) [8080]"),
+    ("everyone may reach the gateway's metrics port",
+     lambda d, m, c: _ingress_rule(d, "gateway", open_=True)["ports"].append({"port": METRICS_PORT_NAME, "protocol": "TCP"}),
+     "open to everyone, so it may admit only the API port"),
+    ("the gateway may reach the executors' metrics port",
+     lambda d, m, c: _ingress_rule(d, "executor", open_=False)["ports"].append({"port": METRICS_PORT, "protocol": "TCP"}),
+     "only Prometheus"),
+    ("Prometheus may reach the executors' API port through a port range",
+     lambda d, m, c: _ingress_from_monitoring(d, "executor")["ports"].__setitem__(0, {"port": 8080, "endPort": 9090, "protocol": "TCP"}),
+     "lets the monitoring namespace reach port(s) [8080"),
+    ("Prometheus loses its way to the gateway's metrics port",
+     lambda d, m, c: _obj(d, "NetworkPolicy", "gateway")["spec"]["ingress"].remove(_ingress_from_monitoring(d, "gateway")),
+     "no NetworkPolicy admits Prometheus"),
+    ("a pod annotation scrapes the executors' API port",
+     lambda d, m, c: _annotations(d, "executor").__setitem__("prometheus.io/port", str(API_PORT)),
+     "the API port, which answers 404 on /metrics"),
+    ("a pod annotation scrapes the gateway's API port",
+     lambda d, m, c: _annotations(d, "gateway").__setitem__("prometheus.io/port", str(API_PORT)),
+     "the API port, which answers 404 on /metrics"),
+    ("a ServiceMonitor scrapes the executors' API port through their Service",
+     lambda d, m, c: _sm_on_api_service(m, "executor"),
+     "the API port, which answers 404 on /metrics"),
+    ("a ServiceMonitor scrapes the gateway through the public Service",
+     lambda d, m, c: _sm_on_api_service(m, "gateway"),
+     "scrapes through the public Service/gateway"),
+    ("a ServiceMonitor endpoint targets the API port directly",
+     lambda d, m, c: (_sm_endpoint(m, "gateway").pop("port"), _sm_endpoint(m, "gateway").__setitem__("targetPort", API_PORT_NAME)),
+     "the API port, which answers 404 on /metrics"),
+    ("the plain scrape config keeps the executors' API port",
+     lambda d, m, c: _scrape_keep_port(c, "runbox-executor", API_PORT_NAME),
+     "the API port, which answers 404 on /metrics"),
+    ("the plain scrape config keeps every gateway port",
+     lambda d, m, c: _scrape_keep_port(c, "runbox-gateway", ".*"),
+     "the API port, which answers 404 on /metrics"),
+    ("EXECUTOR_METRICS_LISTEN listens on the API port",
+     lambda d, m, c: _env(d, "executor", "EXECUTOR_METRICS_LISTEN", f"0.0.0.0:{API_PORT}"),
+     "EXECUTOR_METRICS_LISTEN must be 0.0.0.0:"),
+    ("GATEWAY_METRICS_LISTEN listens on loopback only",
+     lambda d, m, c: _env(d, "gateway", "GATEWAY_METRICS_LISTEN", f"127.0.0.1:{METRICS_PORT}"),
+     "GATEWAY_METRICS_LISTEN must be 0.0.0.0:"),
+    ("a probe moves to the metrics port",
+     lambda d, m, c: pod_spec(_obj(d, "Deployment", "executor"))["containers"][0]["readinessProbe"]["httpGet"].__setitem__("port", METRICS_PORT_NAME),
+     "readinessProbe on the API port"),
+]
+
+
+def self_test(build_dir: pathlib.Path, target: str) -> int:
+    docs, monitoring, config = load_inputs(build_dir, target)
+    failed = 0
+    # Whatever TARGET already breaks (the plain policy run reports it) is
+    # not credited to a mutation: each must cause an error of its own.
+    baseline = set(Rules(target, copy.deepcopy(docs), copy.deepcopy(monitoring), copy.deepcopy(config)).run())
+    for what, mutate, expect in MUTATIONS:
+        d, m, c = copy.deepcopy(docs), copy.deepcopy(monitoring), copy.deepcopy(config)
+        mutate(d, m or [], c or {})
+        errors = [e for e in Rules(target, d, m, c).run() if e not in baseline]
+        if any(expect in e for e in errors):
+            print(f"ok   rejected: {what}")
+        else:
+            failed += 1
+            print(f"FAIL not rejected: {what} (wanted an error containing {expect!r})")
+            for e in errors:
+                print(f"    {e}")
+    return 1 if failed else 0
+
+
+def load_inputs(build_dir: pathlib.Path, target: str) -> tuple[Docs, Docs | None, dict[str, Any] | None]:
+    monitoring = built(build_dir, "monitoring") if (build_dir / "monitoring.yaml").is_file() else None
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text(encoding="utf-8")) or {}
+    return built(build_dir, target), monitoring, config
+
+
 def main() -> int:
-    if len(sys.argv) < 3:
+    if len(sys.argv) == 4 and sys.argv[1] == "--self-test":
+        return self_test(pathlib.Path(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) < 3 or sys.argv[1].startswith("-"):
         sys.exit(__doc__)
     build_dir = pathlib.Path(sys.argv[1])
     failed = 0
     for target in sys.argv[2:]:
-        errors = Rules(target, built(build_dir, target)).run()
+        errors = Rules(target, *load_inputs(build_dir, target)).run()
         if errors:
             failed += 1
             print(f"FAIL {target}:")

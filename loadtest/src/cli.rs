@@ -104,7 +104,8 @@ pub struct Cli {
     #[arg(long, env = "LOADTEST_PLOT")]
     pub plot: Option<PathBuf>,
 
-    /// Scrape these `/metrics` URLs during the run (no value: the target's own `/metrics`).
+    /// Scrape these `/metrics` URLs during the run (no value: the gateway's default metrics
+    /// listener, port 9090 on the `--url` host; the API port serves no metrics).
     #[arg(long, env = "LOADTEST_WATCH_METRICS", num_args = 0..=1, default_missing_value = "",
           value_delimiter = ',')]
     pub watch_metrics: Vec<String>,
@@ -310,7 +311,7 @@ impl Cli {
                     u.as_str()
                 };
                 let uri = if u.is_empty() {
-                    client::endpoint(base, "/metrics")
+                    client::metrics_uri(base)
                 } else {
                     base.parse()
                 };
@@ -491,7 +492,7 @@ mod tests {
             .config()
             .unwrap();
         assert!(matches!(c.mode, Mode::Open { .. }));
-        assert_eq!(c.watch[0], "http://127.0.0.1:8080/metrics");
+        assert_eq!(c.watch[0], "http://127.0.0.1:9090/metrics");
         let c = cli(&["--ramp", "10:500", "--duration", "2m"]).config().unwrap();
         let Mode::Open { schedule, .. } = c.mode else {
             panic!()

@@ -152,9 +152,36 @@ pub fn endpoint(base: &str, path: &str) -> Result<Uri, http::uri::InvalidUri> {
     format!("{base}{path}").parse()
 }
 
+/// The port the gateway serves `/metrics` on by default (`GATEWAY_METRICS_LISTEN`).
+pub const GATEWAY_METRICS_PORT: u16 = 9090;
+
+/// `http://<host of base>:9090/metrics`: the gateway's default metrics listener.
+pub fn metrics_uri(base: &str) -> Result<Uri, http::uri::InvalidUri> {
+    let uri: Uri = base.parse()?;
+    let host = uri.host().unwrap_or("127.0.0.1");
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("http://{host}:{GATEWAY_METRICS_PORT}/metrics").parse()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_metrics_uri_is_port_9090_on_the_target_host() {
+        assert_eq!(
+            metrics_uri("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:9090/metrics"
+        );
+        assert_eq!(
+            metrics_uri("http://gw.example:80/x").unwrap(),
+            "http://gw.example:9090/metrics"
+        );
+    }
 
     #[test]
     fn endpoints_are_built_from_a_base_url() {

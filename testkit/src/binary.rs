@@ -43,6 +43,16 @@ impl Bin {
         }
     }
 
+    /// The variable holding its metrics listen address, for the servers with a metrics
+    /// listener of their own.
+    pub fn metrics_listen_var(self) -> Option<&'static str> {
+        match self {
+            Bin::Executor => Some("EXECUTOR_METRICS_LISTEN"),
+            Bin::Gateway => Some("GATEWAY_METRICS_LISTEN"),
+            Bin::Baseline | Bin::Loadtest => None,
+        }
+    }
+
     /// The built binary: in `RUNBOX_BIN_DIR` when set, else in the target directory this test
     /// executable was built into (`$CARGO_TARGET_DIR/<profile>/` or `target/<profile>/`).
     /// Panics, naming the `cargo build` that makes it, when it is not there.

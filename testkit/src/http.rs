@@ -24,6 +24,17 @@ pub fn client() -> reqwest::Client {
         .expect("a reqwest client")
 }
 
+/// A [`client`] whose connections leave from `local` (e.g. `127.0.0.2`: on Linux all of
+/// 127.0.0.0/8 is loopback), so one test can be several clients to a per-client limit.
+pub fn client_from(local: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .local_address(local)
+        .build()
+        .expect("a reqwest client")
+}
+
 /// An HTTP answer, read whole.
 #[derive(Debug, Clone)]
 pub struct Reply {

@@ -94,6 +94,9 @@ impl Spawn {
         if let Some(var) = bin.listen_var() {
             spawn = spawn.env(var, "127.0.0.1:0");
         }
+        if let Some(var) = bin.metrics_listen_var() {
+            spawn = spawn.env(var, "127.0.0.1:0");
+        }
         spawn
     }
 
@@ -198,13 +201,15 @@ impl Spawn {
             bin: self.bin,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: None,
             log,
             eof: Mutex::new(Some(eof_rx)),
             http: http::client(),
         };
         let (reason, status) = match tokio::time::timeout(ADDRESS_TIMEOUT, addr_rx).await {
-            Ok(Ok(addr)) => {
+            Ok(Ok((addr, metrics_addr))) => {
                 proc.addr = addr;
+                proc.metrics_addr = metrics_addr;
                 return Ok(proc);
             }
             Ok(Err(_)) => {
@@ -299,7 +304,7 @@ fn read_lines(
     pipe: impl Read + Send + 'static,
     log: Log,
     prefix: &'static str,
-    mut addr: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    mut addr: Option<tokio::sync::oneshot::Sender<(SocketAddr, Option<SocketAddr>)>>,
     eof: mpsc::Sender<()>,
 ) {
     std::thread::spawn(move || {
@@ -317,11 +322,15 @@ fn read_lines(
     });
 }
 
-/// The listening address in a JSON log line: `{"fields": {"addr": "127.0.0.1:1234", …}, …}`.
-fn address_in(line: &str) -> Option<SocketAddr> {
+/// The listening address in a JSON log line, and the metrics listener's when the same line
+/// has one: `{"fields": {"addr": "127.0.0.1:1234", "metrics_addr": "127.0.0.1:1235", …}, …}`.
+fn address_in(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let addr = v["fields"]["addr"].as_str()?;
-    addr.strip_prefix("http://").unwrap_or(addr).parse().ok()
+    let parse = |key: &str| -> Option<SocketAddr> {
+        let addr = v["fields"][key].as_str()?;
+        addr.strip_prefix("http://").unwrap_or(addr).parse().ok()
+    };
+    Some((parse("addr")?, parse("metrics_addr")))
 }
 
 /// A running binary; killed (SIGKILL) and reaped on drop. When the test is panicking, the drop
@@ -331,6 +340,8 @@ pub struct Proc {
     bin: Bin,
     child: Child,
     addr: SocketAddr,
+    /// Where `/metrics` is served: a listener of its own (executor, gateway), else `addr`.
+    metrics_addr: Option<SocketAddr>,
     log: Log,
     /// One message per output stream at its EOF.
     eof: Mutex<Option<mpsc::Receiver<()>>>,
@@ -349,6 +360,17 @@ impl Proc {
     /// `http://127.0.0.1:PORT`.
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where `/metrics` is served: the metrics listener's address (executor, gateway), else
+    /// [`Proc::addr`].
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr.unwrap_or(self.addr)
+    }
+
+    /// `http://{metrics_addr}/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr())
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -542,13 +564,15 @@ impl Proc {
         }
     }
 
-    /// `GET /metrics`, parsed.
+    /// `GET /metrics` on the metrics listener, parsed.
     #[track_caller]
     pub fn metrics(&self) -> impl Future<Output = Metrics> + '_ {
-        let get = self.get("/metrics");
+        let caller = std::panic::Location::caller();
+        let url = self.metrics_url();
         async move {
-            let reply = get.await;
-            assert_eq!(reply.status, 200, "/metrics: {}", reply.text());
+            let result = http::get(&self.http, &url).await;
+            let reply = self.answered(caller, &url, result);
+            assert_eq!(reply.status, 200, "{url}: {}", reply.text());
             Metrics::parse(&reply.text())
         }
     }
@@ -570,7 +594,7 @@ impl Proc {
         within: Duration,
         done: impl Fn(Option<f64>) -> bool + 'a,
     ) -> impl Future<Output = Option<f64>> + 'a {
-        let url = self.url("/metrics");
+        let url = self.metrics_url();
         let what = format!("{series} on {url}");
         let probe = move || {
             let url = url.clone();
@@ -631,11 +655,12 @@ mod tests {
 
     #[test]
     fn addresses_come_from_json_log_lines() {
-        let line = r#"{"timestamp":"t","level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:4321"},"target":"executor"}"#;
-        assert_eq!(address_in(line), Some(SocketAddr::from(([127, 0, 0, 1], 4321))));
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let line = r#"{"timestamp":"t","level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:4321","metrics_addr":"127.0.0.1:4322"},"target":"executor"}"#;
+        assert_eq!(address_in(line), Some((at(4321), Some(at(4322)))));
         assert_eq!(
             address_in(r#"{"fields":{"addr":"http://127.0.0.1:9"}}"#),
-            Some(SocketAddr::from(([127, 0, 0, 1], 9)))
+            Some((at(9), None))
         );
         assert_eq!(address_in("listening on 127.0.0.1:1"), None);
         assert_eq!(address_in(r#"{"fields":{"message":"x"}}"#), None);

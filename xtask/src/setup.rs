@@ -12,6 +12,9 @@ use crate::status;
 /// The guest's build inputs, relative to the workspace root.
 const GUEST_DIR: &str = "executor/guest";
 const REQUIREMENTS: &str = "executor/guest/requirements.txt";
+/// How the guest is built, part of its stamp: bump it when [`guest`] changes
+/// what goes into the component, so a guest built the old way is rebuilt.
+const GUEST_RECIPE: &str = "guest-recipe-2: hermetic (empty VIRTUAL_ENV, staged app, clean env)";
 
 /// Lower-case hex of a SHA-256 digest.
 pub(crate) fn hex(digest: &[u8]) -> String {
@@ -77,6 +80,7 @@ fn guest_inputs_digest(paths: &Paths) -> Result<String> {
     collect(&dir, &mut files)?;
     files.sort();
     let mut h = Sha256::new();
+    h.update(GUEST_RECIPE.as_bytes());
     for f in files {
         h.update(f.strip_prefix(&dir).unwrap_or(&f).to_string_lossy().as_bytes());
         h.update(std::fs::read(&f)?);
@@ -100,6 +104,16 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Builds `.runbox/guest/python.wasm` unless it is up to date.
+///
+/// The build is hermetic: componentize-py snapshots the interpreter's heap,
+/// so whatever the build-time interpreter could see (its importer caches list
+/// every directory on its path) ships in the component. Unless told
+/// otherwise, componentize-py appends the `site-packages` of whatever
+/// `python3` is on `PATH` (the build machine's global packages, and the
+/// user's); here it is pointed at an empty virtualenv instead, it sees only a
+/// staged copy of the guest's own `*.py` files, and the host interpreter runs
+/// with a clean environment. `app.py` clears the importer caches before the
+/// snapshot.
 pub fn guest(paths: &Paths) -> Result<PathBuf> {
     let componentize_py = tools(paths)?;
     let out = &paths.guest_wasm;
@@ -108,27 +122,51 @@ pub fn guest(paths: &Paths) -> Result<PathBuf> {
     if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == digest) {
         return Ok(out.clone());
     }
-    std::fs::create_dir_all(out.parent().unwrap_or(Path::new("."))).context("creating .runbox/guest")?;
+    let dir = out.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).context("creating .runbox/guest")?;
+    let (app, empty_venv) = stage_guest(paths, &dir.join("build"))?;
     let tmp = out.with_extension("wasm.tmp");
-    status(
-        Command::new(&componentize_py)
-            .current_dir(paths.root.join(GUEST_DIR))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .args([
-                "--wit-path",
-                "wit",
-                "--world",
-                "sandbox",
-                "componentize",
-                "app",
-                "--output",
-            ])
-            .arg(&tmp),
-        "building the Python guest component",
-    )?;
+    let mut cmd = Command::new(&componentize_py);
+    cmd.current_dir(&app)
+        .env_clear()
+        // The venv's `python3` runs componentize-py; nothing else on PATH is
+        // consulted once VIRTUAL_ENV is set.
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", app.parent().unwrap_or(&app))
+        .env("LANG", "C.UTF-8")
+        .env("VIRTUAL_ENV", &empty_venv)
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONSAFEPATH", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONHASHSEED", "0")
+        .arg("--wit-path")
+        .arg(paths.root.join(GUEST_DIR).join("wit"))
+        .args(["--world", "sandbox", "componentize", "app", "--python-path", "."])
+        .arg("--output")
+        .arg(&tmp);
+    status(&mut cmd, "building the Python guest component")?;
     std::fs::rename(&tmp, out).context("moving the guest into place")?;
     std::fs::write(&stamp, &digest).context("writing the guest stamp")?;
     Ok(out.clone())
+}
+
+/// A fresh `build/` holding `app/` (the guest's top-level `*.py` files and
+/// nothing else: the guest's path entry for the app lists only them) and
+/// `venv/lib/site-packages/` (empty: componentize-py's `VIRTUAL_ENV`).
+fn stage_guest(paths: &Paths, build: &Path) -> Result<(PathBuf, PathBuf)> {
+    let _ = std::fs::remove_dir_all(build);
+    let app = build.join("app");
+    let venv = build.join("venv");
+    std::fs::create_dir_all(&app).context("creating the guest's staging dir")?;
+    std::fs::create_dir_all(venv.join("lib").join("site-packages")).context("creating the empty venv")?;
+    for entry in std::fs::read_dir(paths.root.join(GUEST_DIR))? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "py") {
+            let name = path.file_name().context("a file name")?;
+            std::fs::copy(&path, app.join(name)).with_context(|| format!("staging {}", path.display()))?;
+        }
+    }
+    Ok((app, venv))
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -34,6 +34,7 @@ impl Python {
             cache_dir: args.cache_dir(),
             epoch_tick: Duration::from_millis(args.epoch_tick_ms),
             meter_fuel: true,
+            clock_resolution: Duration::from_micros(args.clock_resolution_us),
         };
         let sandbox = Sandbox::load(&args.guest_wasm, &opts).await?;
         tracing::info!(

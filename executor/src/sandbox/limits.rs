@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 /// Caps linear memory and tables, and remembers whether it ever said no.
 ///
@@ -77,11 +77,33 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 /// An in-memory stdout/stderr that keeps the first `cap` bytes and drops the
-/// rest, recording that it did. Writes never fail, so a flooding guest is
-/// stopped by its fuel or deadline, not by an I/O error it could catch.
-#[derive(Debug, Clone)]
+/// rest, recording that it did. Writes within a permit never fail, so a
+/// flooding guest is stopped by its fuel or deadline, not by an I/O error it
+/// could catch.
+///
+/// The permit `check-write` grants is the room left under the cap plus one
+/// byte (at least [`MIN_WRITE_PERMIT`]): a write that fits the cap is taken
+/// whole, in one call, so the guest never sees a short write (CPython's
+/// unbuffered text streams ignore one, losing the rest), and a write past the
+/// cap is taken too and its excess dropped, so `truncated` is set exactly when
+/// bytes were lost. A write longer than the permit is a trap, as the WASI
+/// contract says; it also bounds what one write lifts into host memory.
+#[derive(Debug)]
 pub struct CappedOutput {
     inner: Arc<Mutex<Captured>>,
+    /// What the last `check-write` granted, less what was written since. Per
+    /// stream: each stream resource the guest opens gets its own clone.
+    permit: usize,
+}
+
+impl Clone for CappedOutput {
+    /// The same buffer, with no permit yet.
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            permit: 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -91,8 +113,10 @@ struct Captured {
     truncated: bool,
 }
 
-/// How much the guest may write per `check-write` permit.
-const WRITE_PERMIT: usize = 64 * 1024;
+/// The smallest `check-write` permit, granted once the cap is (nearly)
+/// reached: enough that a flood past the cap costs the guest a host call per
+/// 4 KiB, not per byte, while the host holds at most this much per write.
+pub const MIN_WRITE_PERMIT: usize = 4 << 10;
 
 impl CappedOutput {
     pub fn new(cap: u64) -> Self {
@@ -102,7 +126,15 @@ impl CappedOutput {
                 cap,
                 ..Captured::default()
             })),
+            permit: 0,
         }
+    }
+
+    /// The room left under the cap plus one byte, at least [`MIN_WRITE_PERMIT`].
+    fn grant(&self) -> usize {
+        let c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = c.cap.saturating_sub(c.bytes.len());
+        room.saturating_add(1).max(MIN_WRITE_PERMIT)
     }
 
     fn push(&self, data: &[u8]) {
@@ -143,6 +175,12 @@ impl Pollable for CappedOutput {
 
 impl OutputStream for CappedOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if bytes.len() > self.permit {
+            return Err(StreamError::trap(
+                "write longer than the permit check-write granted",
+            ));
+        }
+        self.permit -= bytes.len();
         self.push(&bytes);
         Ok(())
     }
@@ -152,7 +190,8 @@ impl OutputStream for CappedOutput {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(WRITE_PERMIT)
+        self.permit = self.grant();
+        Ok(self.permit)
     }
 }
 
@@ -203,6 +242,41 @@ mod tests {
         let out = CappedOutput::new(4);
         out.push(b"abcde");
         assert_eq!(out.take(), (b"abcd".to_vec(), true));
+    }
+
+    #[test]
+    fn the_permit_covers_the_room_left_and_one_byte_more() {
+        let mut out = CappedOutput::new(1 << 20);
+        assert_eq!(out.check_write().unwrap(), (1 << 20) + 1);
+        out.write(Bytes::from(vec![b'a'; 1 << 20])).unwrap();
+        // At the cap: the floor, so a write past it is taken and dropped.
+        assert_eq!(out.check_write().unwrap(), MIN_WRITE_PERMIT);
+        out.write(Bytes::from_static(b"b")).unwrap();
+        let (bytes, truncated) = out.take();
+        assert_eq!((bytes.len(), truncated), (1 << 20, true));
+    }
+
+    #[test]
+    fn a_write_past_the_permit_traps() {
+        let mut out = CappedOutput::new(10);
+        assert!(matches!(
+            out.write(Bytes::from_static(b"x")),
+            Err(StreamError::Trap(_))
+        ));
+        let permit = out.check_write().unwrap();
+        assert_eq!(permit, MIN_WRITE_PERMIT);
+        out.write(Bytes::from(vec![b'x'; permit - 1])).unwrap();
+        out.write(Bytes::from_static(b"x")).unwrap();
+        // The permit is spent: the next write needs a new check-write.
+        assert!(matches!(
+            out.write(Bytes::from_static(b"x")),
+            Err(StreamError::Trap(_))
+        ));
+        // A clone (a new stream resource) starts with no permit.
+        assert!(matches!(
+            out.clone().write(Bytes::from_static(b"x")),
+            Err(StreamError::Trap(_))
+        ));
     }
 
     #[test]

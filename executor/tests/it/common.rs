@@ -20,6 +20,7 @@ pub async fn sandbox() -> &'static Sandbox {
                 cache_dir: cache_dir(),
                 epoch_tick: Duration::from_millis(5),
                 meter_fuel: true,
+                clock_resolution: executor::sandbox::clock::DEFAULT_RESOLUTION,
             };
             Sandbox::load(&guest_wasm(), &opts)
                 .await

@@ -296,7 +296,7 @@ async fn bad_input_gets_a_stable_error_code() {
     assert_error((r.status(), r.json().await.unwrap()), 404, "not_found");
 
     // Every rejection is counted by its code.
-    let metrics = reqwest::get(ex.url("/metrics"))
+    let metrics = reqwest::get(ex.metrics_url())
         .await
         .unwrap()
         .text()
@@ -364,7 +364,7 @@ async fn overload_is_429_with_retry_after_and_the_queue_is_honoured() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "overloaded");
 
-    let metrics = reqwest::get(ex.url("/metrics"))
+    let metrics = reqwest::get(ex.metrics_url())
         .await
         .unwrap()
         .text()
@@ -412,7 +412,7 @@ async fn sixty_four_hostile_snippets_at_once_over_http() {
         (status.as_u16(), body["stdout"].clone()),
         (200, json!("still here\n"))
     );
-    let metrics = reqwest::get(ex.url("/metrics"))
+    let metrics = reqwest::get(ex.metrics_url())
         .await
         .unwrap()
         .text()

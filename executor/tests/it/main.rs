@@ -5,9 +5,17 @@
 //! them with `EXECUTOR_GUEST_WASM` and `EXECUTOR_CACHE_DIR` set.
 
 mod adversarial;
+mod clocks;
 mod common;
+mod edge;
+mod fuel;
+mod guest_program;
+mod host_calls;
+mod host_memory;
 mod http;
 mod isolation;
 mod limits;
 mod manifests;
+mod output;
+mod snapshot;
 mod stdlib;

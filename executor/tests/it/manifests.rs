@@ -36,7 +36,7 @@ pub fn exported_labels(text: &str, metric: &str) -> Option<Vec<String>> {
 #[tokio::test]
 async fn every_metric_the_autoscaler_uses_is_exported_with_its_labels() {
     let ex = testkit::executor("test").ready().await;
-    let text = reqwest::get(ex.url("/metrics"))
+    let text = reqwest::get(ex.metrics_url())
         .await
         .unwrap()
         .text()

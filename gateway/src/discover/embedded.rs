@@ -24,7 +24,7 @@ impl EmbeddedDiscovery {
         let backend = Backend::new(
             "embedded",
             executor.name(),
-            Target::Local(executor::api::router(executor.clone())),
+            Target::Local(executor::api::router(executor.clone(), None)),
         );
         let set = BackendSet {
             ready: vec![Arc::new(backend)].into(),

@@ -28,9 +28,12 @@ fn options() -> Options {
         max_body_bytes: MAX_BODY,
         max_concurrency: 64,
         rate_limit: None,
+        trusted_proxies: Vec::new(),
+        fairness: gateway::door::FairnessConfig::off(),
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(1),
         cors_origins: Vec::new(),
+        edge: runbox_api::server::EdgeConfig::default(),
     }
 }
 
@@ -202,7 +205,22 @@ fn from(ip: [u8; 4], mut request: Request<Body>) -> Request<Body> {
 }
 
 async fn send(gw: &Gateway, request: Request<Body>) -> Reply {
-    let response = gateway::router(gw.clone()).oneshot(request).await.unwrap();
+    reply(gateway::router(gw.clone()).oneshot(request).await.unwrap()).await
+}
+
+/// `GET /metrics` from the metrics router (a listener of its own in `gateway::run`).
+async fn metrics(gw: &Gateway) -> Reply {
+    let request = get("/metrics");
+    reply(
+        gateway::metrics_router(gw.clone())
+            .oneshot(request)
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn reply(response: axum::response::Response) -> Reply {
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(body, 1 << 24).await.unwrap();
     Reply {
@@ -282,7 +300,14 @@ async fn probes_metrics_and_the_openapi_document_are_served() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.text(), runbox_api::openapi::document_json());
     let r = send(&gw, get("/metrics")).await;
+    expect_error(&r, 404, ErrorCode::NotFound);
+    let r = metrics(&gw).await;
     let m = testkit::Metrics::parse(&r.text());
+    assert_eq!(
+        m.value("gateway_connections_open"),
+        Some(0.0),
+        "the edge's series"
+    );
     assert_eq!(
         m.value("gateway_backends{state=\"ready\"}"),
         Some(0.0),
@@ -338,7 +363,7 @@ async fn an_executors_429_is_tried_on_one_other_then_passed_on() {
             r.text()
         );
     }
-    let m = testkit::Metrics::parse(&send(&gw, get("/metrics")).await.text());
+    let m = testkit::Metrics::parse(&metrics(&gw).await.text());
     assert_eq!(
         m.value("gateway_retries_total"),
         Some(2.0),
@@ -355,7 +380,7 @@ async fn an_executors_429_is_tried_on_one_other_then_passed_on() {
         Some("busy-too"),
         "the other executor's answer is passed on"
     );
-    let m = testkit::Metrics::parse(&send(&gw, get("/metrics")).await.text());
+    let m = testkit::Metrics::parse(&metrics(&gw).await.text());
     assert_eq!(
         m.value("gateway_retries_total"),
         Some(1.0),
@@ -458,7 +483,7 @@ async fn the_rate_limit_is_per_client_ip_with_retry_after() {
         503,
         ErrorCode::NoExecutors,
     );
-    let m = testkit::Metrics::parse(&send(&gw, get("/metrics")).await.text());
+    let m = testkit::Metrics::parse(&metrics(&gw).await.text());
     assert_eq!(
         m.value("gateway_requests_total{code=\"429\"}"),
         Some(1.0),
@@ -533,9 +558,10 @@ async fn inflight_counts_return_to_zero_when_the_client_disconnects() {
     let (gw, _) = gateway_over(options(), &[&slow.backend]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(gateway::run(listener, gw, std::future::pending()));
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_url = format!("http://{}/metrics", metrics.local_addr().unwrap());
+    tokio::spawn(gateway::run((listener, metrics), gw, std::future::pending()));
     let client = testkit::http::client();
-    let metrics_url = format!("http://{addr}/metrics");
     let inflight = || async {
         let reply = testkit::http::get(&client, &metrics_url).await.ok()?;
         testkit::Metrics::parse(&reply.text()).value("gateway_inflight_requests")

@@ -325,7 +325,7 @@ async fn open_loop_sends_rate_times_duration_and_watches_metrics() {
     let (e1, e2) = (executor("e1").await, executor("e2").await);
     let gw = gateway(&[&e1, &e2], "round-robin").await;
     let svg = dir.path().join("open.svg");
-    let watch = format!("{}/metrics,{}/metrics", gw.base(), e1.base());
+    let watch = format!("{},{}", gw.metrics_url(), e1.metrics_url());
     let r = run_ok(
         dir.path(),
         "open",
