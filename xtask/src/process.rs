@@ -46,6 +46,8 @@ pub fn start_gateway(paths: &Paths, profile: &str, env: &[(&str, &str)]) -> Resu
     cmd.env_remove("GATEWAY_EXECUTORS")
         .env_remove("GATEWAY_DISCOVERY")
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+        // Its metrics on a port of its own choosing: two may run at once.
+        .env("GATEWAY_METRICS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
     for (k, v) in env {
