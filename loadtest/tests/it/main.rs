@@ -353,11 +353,7 @@ async fn open_loop_sends_rate_times_duration_and_watches_metrics() {
     assert_eq!(r.timeline.iter().map(|p| p.offered).sum::<u64>(), 50);
     assert!(r.elapsed_s >= 1.96, "{}", r.elapsed_s);
     assert!((r.executors.values().max().unwrap() - r.executors.values().min().unwrap()) <= 1);
-    let gw_samples: Vec<_> = r
-        .metrics
-        .iter()
-        .filter(|m| m.url.starts_with(&gw.base()))
-        .collect();
+    let gw_samples: Vec<_> = r.metrics.iter().filter(|m| m.url == gw.metrics_url()).collect();
     assert!(gw_samples.len() >= 2, "{:?}", r.metrics);
     assert!(gw_samples.iter().all(|m| m.values["up"] == 1.0));
     assert!(
