@@ -130,12 +130,12 @@ cmd_status() {
     kc get nodes -o wide || failed=1
     log "Calico"
     kc get tigerastatus || failed=1
-    log "custom metrics API (the HPA's executor_inflight_executions)"
+    log "custom metrics API (the HPA's executor_utilisation)"
     metrics=$(kc get --raw /apis/custom.metrics.k8s.io/v1beta1 || true)
-    if [[ "$metrics" == *executor_inflight_executions* ]]; then
-        echo "executor_inflight_executions is served"
+    if [[ "$metrics" == *executor_utilisation* ]]; then
+        echo "executor_utilisation is served"
     else
-        echo "executor_inflight_executions is NOT served yet (the adapter relists every 30s)"
+        echo "executor_utilisation is NOT served yet (the adapter relists every 30s)"
         failed=1
     fi
     log "runbox"

@@ -16,7 +16,7 @@ everywhere in cluster-setup/, in docs/contracts.md and in k8s/:
     cluster-setup installs can scrape every runbox pod (annotated
     prometheus.io/scrape, prometheus.io/port = its container port `metrics`,
     which a NetworkPolicy admits Prometheus from that namespace to); and the
-    adapter rules serve executor_inflight_executions.
+    adapter rules serve executor_utilisation.
 
 Usage: consistency.py [REPO_ROOT]   (needs PyYAML; check.sh runs it from its venv)
 """
@@ -144,8 +144,8 @@ def check_k8s_wiring(k8s, gv, truth):
         fail(str(rel(rules_path)), "missing: cluster-setup installs prometheus-adapter with it")
         return
     rules = yaml.safe_load(rules_path.read_text()) or {}
-    if "executor_inflight_executions" not in yaml.safe_dump(rules.get("rules") or {}):
-        fail(str(rel(rules_path)), "its rules never mention executor_inflight_executions (the HPA's metric)")
+    if "executor_utilisation" not in yaml.safe_dump(rules.get("rules") or {}):
+        fail(str(rel(rules_path)), "its rules never mention executor_utilisation (the HPA's metric)")
     # The Ansible helm module compares values files merged one level deep.
     shared = sorted(set(base) & set(rules))
     if shared:

@@ -1,5 +1,8 @@
 //! Admission control: at most `concurrency` executions at once, a bounded
-//! queue in front of them, and an immediate "no" beyond that.
+//! queue in front of them, and an immediate "no" beyond that. The guards
+//! that hold a slot or a place in the queue also keep the gauges and the
+//! busy / queue-wait time counters ([`crate::metrics`]) true, however the
+//! request ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Interval, Metrics};
 
 #[derive(Debug, Clone)]
 pub struct Admission {
@@ -34,10 +37,12 @@ pub enum Rejected {
     QueueTimeout,
 }
 
-/// A running execution's slot; frees it (and updates the gauges) on drop.
+/// A running execution's slot; frees it (and updates the gauges and the
+/// busy time) on drop.
 #[derive(Debug)]
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
+    _busy: Interval,
     inner: Arc<Inner>,
 }
 
@@ -103,6 +108,8 @@ impl Admission {
                     return Err(Rejected::QueueFull);
                 }
                 inner.metrics.set_queue_depth(before + 1);
+                // Dropped with the queue place, however the wait ends.
+                let _waiting = inner.metrics.queue_wait();
                 let wait = Arc::clone(&inner.slots).acquire_owned();
                 match tokio::time::timeout(inner.queue_timeout, wait).await {
                     Ok(Ok(permit)) => permit,
@@ -114,6 +121,7 @@ impl Admission {
         inner.metrics.set_inflight(n);
         Ok(Slot {
             _permit: permit,
+            _busy: inner.metrics.slot_busy(),
             inner: Arc::clone(inner),
         })
     }
@@ -149,5 +157,91 @@ mod tests {
         let _busy = a.admit().await.unwrap();
         assert_eq!(a.admit().await.unwrap_err(), Rejected::QueueTimeout);
         assert_eq!(a.queued(), 0);
+    }
+
+    /// The value of an unlabelled series in `m`'s exposition.
+    fn value(m: &Metrics, name: &str) -> f64 {
+        let text = m.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    }
+
+    const BUSY: &str = crate::metrics::BUSY_SECONDS_TOTAL;
+    const WAIT: &str = crate::metrics::QUEUE_WAIT_SECONDS_TOTAL;
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_time_is_summed_over_slots_and_seen_before_a_slot_is_released() {
+        let m = Metrics::new(&["python"]);
+        let a = Admission::new(2, 0, Duration::from_secs(5), m.clone());
+        let s1 = a.admit().await.unwrap();
+        let s2 = a.admit().await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(s2);
+        assert_eq!(value(&m, BUSY), 2.0, "1 s done on s2, 1 s so far on s1");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(value(&m, BUSY), 4.0, "s1 is still running, and seen");
+        drop(s1);
+        assert_eq!(
+            value(&m, BUSY),
+            4.0,
+            "held 3 s and 1 s: 4 s, the release adds nothing seen"
+        );
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(value(&m, BUSY), 4.0, "idle slots are not busy");
+        assert_eq!(value(&m, WAIT), 0.0, "nobody queued");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_wait_counts_admitted_timed_out_and_abandoned_waits() {
+        let m = Metrics::new(&["python"]);
+        let a = Admission::new(1, 4, Duration::from_secs(5), m.clone());
+        let busy = a.admit().await.unwrap();
+
+        // Admitted after 2 s in the queue.
+        let waiter = tokio::spawn({
+            let a = a.clone();
+            async move { a.admit().await.map(drop) }
+        });
+        while a.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(value(&m, WAIT), 2.0, "a waiting request is seen while it waits");
+        drop(busy);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(value(&m, WAIT), 2.0);
+        assert_eq!(a.queued(), 0);
+
+        // Timed out after the full 5 s.
+        let busy = a.admit().await.unwrap();
+        assert_eq!(a.admit().await.unwrap_err(), Rejected::QueueTimeout);
+        assert_eq!(value(&m, WAIT), 7.0);
+
+        // Abandoned by its client after 1 s.
+        let abandoned = tokio::spawn({
+            let a = a.clone();
+            async move { a.admit().await.map(drop) }
+        });
+        while a.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        abandoned.abort();
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        assert_eq!(a.queued(), 0);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            value(&m, WAIT),
+            8.0,
+            "the abandoned wait stops counting when it is dropped"
+        );
+
+        // A request refused because the queue is full waited for nothing.
+        drop(busy);
+        let full = Admission::new(1, 0, Duration::from_secs(5), m.clone());
+        let _held = full.admit().await.unwrap();
+        assert_eq!(full.admit().await.unwrap_err(), Rejected::QueueFull);
+        assert_eq!(value(&m, WAIT), 8.0);
     }
 }

@@ -90,6 +90,14 @@ pub struct RuntimeArgs {
     #[arg(long, env = "EXECUTOR_CONCURRENCY")]
     pub concurrency: Option<usize>,
 
+    /// Allocate every run's memories, tables and stack from a pool reserved
+    /// at start (`EXECUTOR_CONCURRENCY` + 1 slots, each memory up to
+    /// `EXECUTOR_MAX_MEMORY_BYTES`) instead of mapping them per run; `false`
+    /// maps on demand (to compare). The compiled guest is the same either way.
+    #[arg(long, env = "EXECUTOR_POOLING", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub pooling: bool,
+
     /// Requests that may wait for a free slot; past this, 429 at once.
     /// Default: 4 × concurrency.
     #[arg(long, env = "EXECUTOR_QUEUE_DEPTH")]

@@ -22,7 +22,8 @@
 //! - `sandbox::clock`: the guest's wall and monotonic clocks, coarsened to
 //!   `EXECUTOR_CLOCK_RESOLUTION_US` against timing side channels.
 //! - [`metrics`]: Prometheus counters and gauges, `GET /metrics` on a
-//!   listener of its own (`EXECUTOR_METRICS_LISTEN`).
+//!   listener of its own (`EXECUTOR_METRICS_LISTEN`); the slot-busy and
+//!   queue-wait seconds the admission guards keep are the autoscaling signal.
 //!
 //! [`config`] holds every flag and default; [`run`] serves the router under
 //! the HTTP edge's limits (`runbox_api::server::serve`: header, body, write

@@ -9,12 +9,15 @@ mod cache;
 pub mod clock;
 mod epoch;
 pub mod limits;
+mod pool;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
@@ -24,6 +27,7 @@ use self::clock::{CoarseMonotonicClock, CoarseWallClock};
 use self::limits::{CappedOutput, MemoryLimiter};
 
 pub use cache::{CacheOutcome, precompile};
+pub use pool::PoolOptions;
 
 /// Host bindings for the guest's WIT world (`guest/wit/sandbox.wit`).
 mod bindings {
@@ -110,6 +114,26 @@ pub struct EngineOptions {
     pub meter_fuel: bool,
     /// Resolution of the guest's wall and monotonic clocks (see [`clock`]).
     pub clock_resolution: Duration,
+    /// Allocate instances from a pool of this size (see [`PoolOptions`]);
+    /// `None`: map and unmap every run's memories on demand. A runtime
+    /// setting: the compiled artifact is the same either way.
+    pub pool: Option<PoolOptions>,
+}
+
+/// How the sandbox allocates its instances, as found at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Allocation {
+    /// Instances come from the pooling allocator.
+    pub pooling: bool,
+    /// Runs alive at once the pool holds (`None` without pooling); more wait.
+    pub pool_slots: Option<u32>,
+    /// The guest's linear memory is mapped copy-on-write from its compiled
+    /// image (seen in `/proc/self/maps` while the load's instance lived),
+    /// rather than copied in by every instantiation.
+    pub cow: bool,
+    /// Linear memories and tables one instance of the guest defines.
+    pub memories: u32,
+    pub tables: u32,
 }
 
 /// Per-store state: the WASI context and the limiter.
@@ -138,6 +162,13 @@ pub struct Sandbox {
     python_version: String,
     missing_modules: Vec<String>,
     cache: CacheOutcome,
+    allocation: Allocation,
+    /// One permit per pool slot: a run waits for a slot rather than fail
+    /// when all are taken (`None` without pooling).
+    slots: Option<Arc<Semaphore>>,
+    /// The image the component's code is mapped from, and the file behind
+    /// it, to tell its memory images apart in `/proc/self/maps`.
+    image: (std::ops::Range<usize>, Option<PathBuf>),
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -145,12 +176,15 @@ impl std::fmt::Debug for Sandbox {
         f.debug_struct("Sandbox")
             .field("python_version", &self.python_version)
             .field("cache", &self.cache)
+            .field("allocation", &self.allocation)
             .finish_non_exhaustive()
     }
 }
 
-/// The engine configuration every artifact is compiled for.
-pub fn engine(meter_fuel: bool) -> Result<Engine, SandboxError> {
+/// The engine configuration every artifact is compiled for, allocating from
+/// `pool` when given. The pool is a runtime setting: it changes neither the
+/// compiled code nor the artifact's cache key.
+pub fn engine(meter_fuel: bool, pool: Option<&PoolOptions>) -> Result<Engine, SandboxError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -158,22 +192,64 @@ pub fn engine(meter_fuel: bool) -> Result<Engine, SandboxError> {
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(MAX_WASM_STACK + (1 << 20))
+        // Wasmtime's default, stated: linear memory is mapped copy-on-write
+        // from the artifact, not copied in at every instantiation.
+        .memory_init_cow(true)
         .cranelift_opt_level(wasmtime::OptLevel::Speed);
-    Engine::new(&config).map_err(load_err)
+    config.allocation_strategy(pool.map_or(InstanceAllocationStrategy::OnDemand, PoolOptions::strategy));
+    Engine::new(&config).map_err(|e| match pool {
+        Some(p) => SandboxError::Load(format!(
+            "cannot reserve the instance pool ({} slots of {} MiB memories; \
+             EXECUTOR_POOLING=false runs without it): {e:#}",
+            p.slots,
+            p.slot_memory_bytes() >> 20
+        )),
+        None => load_err(e),
+    })
+}
+
+/// Checks that one instance of `component` fits the per-run caps: the load
+/// fails with a message naming them instead of a run failing later. (A pool
+/// whose memories are too small fails the load earlier, when the component
+/// is checked against the engine.)
+fn fit(component: &Component) -> Result<(u32, u32), SandboxError> {
+    let Some(needs) = component.resources_required() else {
+        return Ok((0, 0));
+    };
+    if needs.num_memories > limits::MAX_MEMORIES || needs.num_tables > limits::MAX_TABLES {
+        return Err(SandboxError::Load(format!(
+            "the guest needs {} memories and {} tables per instance; the sandbox allows {} and {} \
+             (limits::MAX_MEMORIES, MAX_TABLES)",
+            needs.num_memories,
+            needs.num_tables,
+            limits::MAX_MEMORIES,
+            limits::MAX_TABLES
+        )));
+    }
+    Ok((needs.num_memories, needs.num_tables))
 }
 
 impl Sandbox {
     /// Loads the guest component at `guest`, from the AOT cache when possible,
     /// and runs a warm-up snippet so a returned sandbox is known to work.
     pub async fn load(guest: &Path, opts: &EngineOptions) -> Result<Sandbox, SandboxError> {
-        let engine = engine(opts.meter_fuel)?;
+        let pool = opts.pool.as_ref();
+        let engine = engine(opts.meter_fuel, pool)?;
         // Reading and compiling are blocking work: keep them off the runtime.
-        let (component, cache) = {
+        let (component, cache, mapped) = {
             let (engine, guest, dir) = (engine.clone(), guest.to_owned(), opts.cache_dir.clone());
             tokio::task::spawn_blocking(move || cache::load_component(&engine, &guest, dir.as_deref()))
                 .await
-                .map_err(load_err)??
+                .map_err(load_err)?
+                .map_err(|e| match (pool, e) {
+                    (Some(p), SandboxError::Load(e)) => p.too_small(e),
+                    (_, e) => e,
+                })?
         };
+        let (memories, tables) = fit(&component)?;
+        let image = component.image_range();
+        let mapped = mapped.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+        let image = (image.start as usize..image.end as usize, mapped);
         let mut linker = Linker::<Guest>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(load_err)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(load_err)?;
@@ -188,11 +264,70 @@ impl Sandbox {
             python_version: String::new(),
             missing_modules: Vec::new(),
             cache,
+            allocation: Allocation {
+                pooling: pool.is_some(),
+                pool_slots: pool.map(|p| p.slots),
+                cow: false,
+                memories,
+                tables,
+            },
+            slots: pool.map(|p| Arc::new(Semaphore::new(p.slots.max(1) as usize))),
+            image,
         };
-        let (version, missing) = sandbox.introspect().await?;
+        let (version, missing, cow) = sandbox.introspect().await.map_err(|e| match (pool, e) {
+            (Some(p), SandboxError::Instantiate(e)) => p.too_small(e),
+            (_, e) => e,
+        })?;
         sandbox.python_version = version;
         sandbox.missing_modules = missing;
+        sandbox.allocation.cow = cow;
         Ok(sandbox)
+    }
+
+    /// How instances are allocated (pooling, copy-on-write images).
+    pub fn allocation(&self) -> Allocation {
+        self.allocation
+    }
+
+    /// Waits for a pool slot (at once without pooling). Admission admits at
+    /// most `EXECUTOR_CONCURRENCY` runs and the pool has a slot more, so a
+    /// server never waits here; a run never fails for want of a slot.
+    async fn slot(&self) -> Result<Option<SemaphorePermit<'_>>, SandboxError> {
+        match &self.slots {
+            None => Ok(None),
+            Some(slots) => slots
+                .acquire()
+                .await
+                .map(Some)
+                .map_err(|e| SandboxError::Instantiate(format!("pool closed: {e}"))),
+        }
+    }
+
+    /// Mappings of the guest's memory images in this process: mappings of
+    /// the artifact (or of wasmtime's anonymous image file) outside the
+    /// component's code. Empty where `/proc/self/maps` cannot be read.
+    fn image_mappings(&self) -> Vec<String> {
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return Vec::new();
+        };
+        let (code, file) = &self.image;
+        let file = file.as_ref().map(|f| f.to_string_lossy().into_owned());
+        maps.lines()
+            .filter(|line| {
+                let mut fields = line.splitn(6, ' ');
+                let range = fields.next().unwrap_or("");
+                let path = fields.nth(4).unwrap_or("").trim_start();
+                let start = range
+                    .split('-')
+                    .next()
+                    .and_then(|s| usize::from_str_radix(s, 16).ok())
+                    .unwrap_or(0);
+                let ours = path.starts_with("/memfd:wasm-memory-image")
+                    || file.as_deref().is_some_and(|f| path == f);
+                ours && !code.contains(&start)
+            })
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `sys.version` of the guest interpreter.
@@ -255,6 +390,8 @@ impl Sandbox {
     /// Runs `job` in a fresh instance. Guest failures of every kind are an
     /// [`Outcome`]; only host faults are errors.
     pub async fn execute(&self, job: &Job) -> Result<Outcome, SandboxError> {
+        // Held until the store is dropped, which returns the slot.
+        let _slot = self.slot().await?;
         let started = Instant::now();
         let stdout = CappedOutput::new(job.limits.output_bytes);
         let stderr = CappedOutput::new(job.limits.output_bytes);
@@ -319,8 +456,10 @@ impl Sandbox {
         })
     }
 
-    /// Runs the guest's introspection exports in a throwaway store.
-    async fn introspect(&self) -> Result<(String, Vec<String>), SandboxError> {
+    /// Runs the guest's introspection exports in a throwaway store, and
+    /// looks, while its instance lives, for the memory image mapped into it.
+    async fn introspect(&self) -> Result<(String, Vec<String>, bool), SandboxError> {
+        let _slot = self.slot().await?;
         let job = Job {
             code: String::new(),
             stdin: Vec::new(),
@@ -335,10 +474,12 @@ impl Sandbox {
         let (out, err) = (CappedOutput::new(1 << 16), CappedOutput::new(1 << 16));
         let mut store = self.new_store(&job, &out, &err)?;
         let inst = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
+        let before = self.image_mappings();
         let instance = self.pre.instantiate_async(&mut store).await.map_err(inst)?;
+        let cow = self.image_mappings().iter().any(|m| !before.contains(m));
         let version = instance.call_python_version(&mut store).await.map_err(inst)?;
         let missing = instance.call_missing_modules(&mut store).await.map_err(inst)?;
-        Ok((version, missing))
+        Ok((version, missing, cow))
     }
 }
 

@@ -238,6 +238,7 @@ async fn load_sandbox(ex: &executor::Executor, meter_fuel: bool) -> executor::sa
             epoch_tick: Duration::from_millis(5),
             meter_fuel,
             clock_resolution: Duration::from_micros(ex.args().clock_resolution_us),
+            pool: executor::runtimes::python::pool_options(ex.args()),
         },
     )
     .await

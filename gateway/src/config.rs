@@ -42,6 +42,11 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_K8S_PORT_NAME", default_value = "http")]
     pub k8s_port_name: String,
 
+    /// Longest an executor stays out of the set after a refused connection
+    /// (`kubernetes`), unless its EndpointSlice entry changes first.
+    #[arg(long, env = "GATEWAY_K8S_EJECT_MS", default_value_t = crate::discover::kubernetes::EJECT_MS)]
+    pub k8s_eject_ms: u64,
+
     /// How a backend is chosen for each request.
     #[arg(long, env = "GATEWAY_BALANCE", value_enum, default_value = "round-robin")]
     pub balance: Strategy,

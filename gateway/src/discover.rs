@@ -119,9 +119,9 @@ pub trait Discovery: Send + Sync + 'static {
     /// The current set, updated whenever it changes.
     fn subscribe(&self) -> watch::Receiver<BackendSet>;
 
-    /// Passive health: the forwarder could not connect to `backend`. Sources
-    /// that probe eject it until a probe succeeds; Kubernetes relies on the
-    /// pod's readiness instead.
+    /// Passive health: the forwarder could not connect to `backend`. The
+    /// static list ejects it until a probe succeeds; Kubernetes until its
+    /// EndpointSlice entry changes or a few seconds pass.
     fn connect_failed(&self, _backend: &Backend) {}
 }
 

@@ -6,6 +6,8 @@
 //! executor, and so is an executor's 429 (busy: another may have room; if it
 //! is busy too, its 429 is passed on). Nothing that may have reached an
 //! executor is retried: a broken connection is 502, no answer in time 504.
+//! While the forwarder holds a request that is on no executor (before the
+//! first attempt, between attempts) it counts in `gateway_pending_requests`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,6 +115,7 @@ impl Forwarder {
     ) -> Result<axum::response::Response, GatewayError> {
         let mut tried: Vec<String> = Vec::new();
         let mut busy: Option<(Arc<Backend>, Response<Bytes>)> = None;
+        let mut pending = metrics.begin_pending();
         for attempt in 0..MAX_ATTEMPTS {
             let skip: Vec<&str> = tried.iter().map(String::as_str).collect();
             let Some(backend) = self.balancer.pick(&set.ready, &skip) else {
@@ -124,6 +127,7 @@ impl Forwarder {
             let started = Instant::now();
             let result = {
                 let _inflight = backend.begin();
+                pending.sent();
                 self.send(&backend, out).await
             };
             metrics.upstream(started.elapsed());
@@ -132,12 +136,14 @@ impl Forwarder {
                 Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS && busy.is_none() => {
                     tried.push(backend.key.clone());
                     busy = Some((backend, response));
+                    pending.held();
                 }
                 Ok(response) => return Ok(relay(response, &backend)),
                 Err(ForwardError::Connect(error)) => {
                     tracing::warn!(executor = %backend.name, %error, "executor unreachable; trying another");
                     discovery.connect_failed(&backend);
                     tried.push(backend.key.clone());
+                    pending.held();
                 }
                 Err(ForwardError::Timeout) => {
                     tracing::warn!(executor = %backend.name, "executor timed out");
@@ -251,4 +257,113 @@ where
         .map_err(|e| ForwardError::Upstream(format!("reading the response: {e}")))?
         .to_bytes();
     Ok(Response::from_parts(parts, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{PENDING_REQUESTS, RETRIES_TOTAL};
+    use axum::routing::post;
+    use tokio::sync::{Semaphore, watch};
+
+    struct Fixed(watch::Sender<BackendSet>);
+
+    impl Discovery for Fixed {
+        fn subscribe(&self) -> watch::Receiver<BackendSet> {
+            self.0.subscribe()
+        }
+    }
+
+    fn value(m: &Metrics, series: &str) -> Option<f64> {
+        m.render()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    fn local(name: &str, router: axum::Router) -> Arc<Backend> {
+        Arc::new(Backend::new(name, name, Target::Local(router)))
+    }
+
+    /// Yields until `done` holds (the spawned forward makes progress on this
+    /// current-thread runtime only while the test yields).
+    async fn until(mut done: impl FnMut() -> bool) {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_pending_only_while_on_no_executor_and_cancellation_leaks_nothing() {
+        let busy = local(
+            "busy",
+            axum::Router::new().route("/execute", post(|| async { StatusCode::TOO_MANY_REQUESTS })),
+        );
+        let gate = Arc::new(Semaphore::new(0));
+        let held = local(
+            "held",
+            axum::Router::new().route(
+                "/execute",
+                post({
+                    let gate = Arc::clone(&gate);
+                    move || async move {
+                        gate.acquire().await.unwrap().forget();
+                        "ran"
+                    }
+                }),
+            ),
+        );
+        let set = BackendSet {
+            ready: vec![Arc::clone(&busy), Arc::clone(&held)].into(),
+            unready: 0,
+        };
+        let discovery = Arc::new(Fixed(watch::channel(set.clone()).0));
+        let forwarder = Arc::new(Forwarder::new(
+            Strategy::RoundRobin,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ));
+        let metrics = Metrics::new();
+        let out = Outbound {
+            method: Method::POST,
+            path_and_query: "/execute".into(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        };
+        let spawn = || {
+            let (forwarder, set, discovery, metrics, out) = (
+                Arc::clone(&forwarder),
+                set.clone(),
+                Arc::clone(&discovery),
+                metrics.clone(),
+                out.clone(),
+            );
+            tokio::spawn(async move {
+                forwarder
+                    .forward(&set, &*discovery, &metrics, &out)
+                    .await
+                    .map(|r| r.status())
+            })
+        };
+        assert_eq!(value(&metrics, PENDING_REQUESTS), Some(0.0));
+
+        // The busy executor answers 429; the retry waits on the held one: on
+        // an executor, so not pending.
+        let first = spawn();
+        until(|| held.inflight() == 1).await;
+        assert_eq!(value(&metrics, RETRIES_TOTAL), Some(1.0));
+        assert_eq!(value(&metrics, PENDING_REQUESTS), Some(0.0));
+
+        // The client goes away mid-attempt: no count leaks.
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        assert_eq!(held.inflight(), 0);
+        assert_eq!(value(&metrics, PENDING_REQUESTS), Some(0.0));
+
+        // Answered: nothing left pending either.
+        gate.add_permits(1);
+        let second = spawn();
+        assert_eq!(second.await.unwrap().unwrap(), StatusCode::OK);
+        assert_eq!(value(&metrics, PENDING_REQUESTS), Some(0.0));
+        assert_eq!((busy.inflight(), held.inflight()), (0, 0));
+    }
 }

@@ -19,7 +19,9 @@
 //!   load shedding (429 `overloaded`), and the body limit (413).
 //! - [`discover`]: the set of ready executors, kept current by one of three
 //!   sources (Kubernetes EndpointSlices, a probed static list, or, with
-//!   feature `embedded`, an executor in this process).
+//!   feature `embedded`, an executor in this process); an executor that
+//!   refused a connection is ejected (static: until a probe succeeds;
+//!   Kubernetes: until its EndpointSlice entry changes or a few seconds pass).
 //! - [`balance`]: picks one executor from that set (round robin, or the
 //!   less busy of two random picks).
 //! - [`forward`]: sends the request and relays the answer, at most twice: a
@@ -30,7 +32,9 @@
 //!   502, 503, 504, with `Retry-After` where retrying helps), and where an
 //!   executor's error answer is relayed in the same shape.
 //! - [`metrics`]: Prometheus counters and histograms, `GET /metrics` on a
-//!   listener of its own ([`metrics_router`], `GATEWAY_METRICS_LISTEN`).
+//!   listener of its own ([`metrics_router`], `GATEWAY_METRICS_LISTEN`);
+//!   `gateway_pending_requests` is the backlog held in [`forward`] on no
+//!   executor.
 //!
 //! Beside the API: `/healthz`, `/readyz`, `/openapi.json`, and the
 //! playground's static files ([`assets`]) at `/`.
@@ -245,6 +249,7 @@ impl Gateway {
                         namespace: c.namespace(),
                         service: c.k8s_service.clone(),
                         port_name: c.k8s_port_name.clone(),
+                        eject_for: Duration::from_millis(c.k8s_eject_ms),
                     },
                 );
                 Gateway::new(options, Arc::new(discovery))

@@ -17,6 +17,7 @@ pub const UPSTREAM_DURATION_SECONDS: &str = "gateway_upstream_duration_seconds";
 pub const BACKENDS: &str = "gateway_backends";
 pub const RETRIES_TOTAL: &str = "gateway_retries_total";
 pub const INFLIGHT_REQUESTS: &str = "gateway_inflight_requests";
+pub const PENDING_REQUESTS: &str = "gateway_pending_requests";
 pub const CLIENT_REFUSALS_TOTAL: &str = "gateway_client_refusals_total";
 
 /// Which per-client limit refused a request (the `limit` label).
@@ -60,6 +61,7 @@ struct Inner {
     unready_backends: Gauge,
     retries: Counter,
     inflight: Gauge,
+    pending: Gauge,
     /// By [`ClientLimit`], in `ClientLimit::ALL` order.
     client_refusals: [Counter; 3],
 }
@@ -97,7 +99,10 @@ impl Metrics {
                     BACKENDS,
                     "Executors known to the gateway, by state (ready, unready)."
                 );
-                metrics::describe_counter!(RETRIES_TOTAL, "Requests retried on another executor.");
+                metrics::describe_counter!(
+                    RETRIES_TOTAL,
+                    "Attempts retried on another executor (after a connect failure or a 429)."
+                );
                 metrics::describe_gauge!(INFLIGHT_REQUESTS, "Requests in flight through the gateway.");
                 (
                     metrics::histogram!(REQUEST_DURATION_SECONDS),
@@ -108,6 +113,15 @@ impl Metrics {
                     metrics::gauge!(INFLIGHT_REQUESTS),
                 )
             });
+        let pending = metrics::with_local_recorder(&recorder, || {
+            metrics::describe_gauge!(
+                PENDING_REQUESTS,
+                "Requests the gateway holds that are on no executor now: past the door and in the \
+                 forwarder, before the first attempt is sent or between a failed or busy (429) attempt \
+                 and the retry. Backlog that never reached an executor."
+            );
+            metrics::gauge!(PENDING_REQUESTS)
+        });
         let client_refusals = metrics::with_local_recorder(&recorder, || {
             metrics::describe_counter!(
                 CLIENT_REFUSALS_TOTAL,
@@ -125,6 +139,7 @@ impl Metrics {
                 unready_backends,
                 retries,
                 inflight,
+                pending,
                 client_refusals,
             }),
         }
@@ -143,6 +158,16 @@ impl Metrics {
         InflightRequest {
             metrics: self.clone(),
             started: Instant::now(),
+        }
+    }
+
+    /// Counts a request in `gateway_pending_requests` (the forwarder holds
+    /// it, on no executor) until the guard drops or is [`Pending::sent`].
+    pub fn begin_pending(&self) -> Pending {
+        self.inner.pending.increment(1.0);
+        Pending {
+            metrics: self.clone(),
+            counted: true,
         }
     }
 
@@ -189,6 +214,37 @@ impl InflightRequest {
 impl Drop for InflightRequest {
     fn drop(&mut self) {
         self.metrics.inner.inflight.decrement(1.0);
+    }
+}
+
+/// A request in the forwarder, in `gateway_pending_requests` while it is on
+/// no executor. Dropping it (the request answered, or its future dropped when
+/// the client went away) takes it out whatever state it is in.
+#[derive(Debug)]
+pub struct Pending {
+    metrics: Metrics,
+    counted: bool,
+}
+
+impl Pending {
+    /// An attempt is on its way to an executor: not pending while it lasts.
+    pub fn sent(&mut self) {
+        if std::mem::replace(&mut self.counted, false) {
+            self.metrics.inner.pending.decrement(1.0);
+        }
+    }
+
+    /// The attempt ended and the request is held again (to be retried).
+    pub fn held(&mut self) {
+        if !std::mem::replace(&mut self.counted, true) {
+            self.metrics.inner.pending.increment(1.0);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.sent();
     }
 }
 
@@ -241,9 +297,33 @@ mod tests {
     }
 
     #[test]
+    fn the_pending_gauge_follows_its_guards_in_every_state() {
+        let m = Metrics::new();
+        let pending = || value(&m.render(), PENDING_REQUESTS);
+        let mut a = m.begin_pending();
+        let b = m.begin_pending();
+        assert_eq!(pending(), Some(2.0));
+        a.sent();
+        a.sent();
+        assert_eq!(
+            pending(),
+            Some(1.0),
+            "a is on an executor; sent twice counts once"
+        );
+        a.held();
+        a.held();
+        assert_eq!(pending(), Some(2.0), "a waits for its retry");
+        a.sent();
+        drop(a); // answered while on an executor
+        drop(b); // dropped while held (the client went away)
+        assert_eq!(pending(), Some(0.0));
+    }
+
+    #[test]
     fn every_metric_has_help() {
         let m = Metrics::new();
         let _r = m.begin_request();
+        let _p = m.begin_pending();
         m.backends(1, 0);
         m.retry();
         m.upstream(Duration::from_millis(1));
@@ -265,6 +345,7 @@ mod tests {
             BACKENDS,
             RETRIES_TOTAL,
             INFLIGHT_REQUESTS,
+            PENDING_REQUESTS,
             CLIENT_REFUSALS_TOTAL,
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");

@@ -57,7 +57,13 @@ from manifests import (
 # The executor's defaults (executor/src/config.rs), for variables a manifest
 # leaves unset.
 EXECUTOR_DEFAULTS = {"EXECUTOR_MAX_TIMEOUT_MS": "30000", "EXECUTOR_QUEUE_TIMEOUT_MS": "10000"}
-AUTOSCALED_BY_CUSTOM_METRIC = "executor_inflight_executions"
+# The adapter's name for rate(executor_busy_seconds_total[1m]) / executor_concurrency_limit.
+AUTOSCALED_BY_CUSTOM_METRIC = "executor_utilisation"
+BUSY_SECONDS = "executor_busy_seconds_total"
+SLOTS = "executor_concurrency_limit"
+# The utilisation target per pod (a fraction of the slots, whatever
+# EXECUTOR_CONCURRENCY is): scale out before the queue fills.
+UTILISATION_TARGET = (0.6, 0.8)
 NO_EGRESS = "executor"  # the workload that may send nothing at all
 PUBLIC_WORKLOAD = "gateway"  # the only workload anyone may reach (its API port)
 # The routes by which Prometheus finds the pods; each must reach both
@@ -135,22 +141,28 @@ class Rules:
             abs(quantity(cpu) - concurrency) < 1e-9,
             f"executor: EXECUTOR_CONCURRENCY={concurrency} but requests.cpu={cpu}; one execution per requested CPU",
         )
-        # The autoscaling target: 70–75 % of the per-pod concurrency.
-        lo, hi = 0.70 * concurrency, 0.75 * concurrency
+        # The autoscaling target: a utilisation of 0.6–0.8 per pod, the HPA's
+        # averageValue and the KEDA threshold alike.
+        lo, hi = UTILISATION_TARGET
         for hpa in of_kind(self.docs, "HorizontalPodAutoscaler"):
             for m in hpa["spec"].get("metrics") or []:
-                if m.get("type") == "Pods" and m["pods"]["metric"]["name"] == AUTOSCALED_BY_CUSTOM_METRIC:
+                if m.get("type") == "Pods":
+                    self.expect(m["pods"]["metric"]["name"] == AUTOSCALED_BY_CUSTOM_METRIC, f"{ref(hpa)}: the Pods metric must be {AUTOSCALED_BY_CUSTOM_METRIC}, not {m['pods']['metric']['name']}")
                     target = m["pods"]["target"]
                     self.expect(target.get("type") == "AverageValue", f"{ref(hpa)}: the Pods metric target must be an AverageValue")
                     v = quantity(target.get("averageValue", 0))
-                    self.expect(lo - 1e-9 <= v <= hi + 1e-9, f"{ref(hpa)}: target {v} per pod is not 70–75% of EXECUTOR_CONCURRENCY={concurrency}")
+                    self.expect(lo - 1e-9 <= v <= hi + 1e-9, f"{ref(hpa)}: utilisation target {v} per pod is not within {lo}–{hi}")
         for so in of_kind(self.docs, "ScaledObject"):
             for t in so["spec"]["triggers"]:
                 if t["type"] == "prometheus":
                     self.expect(t.get("metricType", "AverageValue") == "AverageValue", f"{ref(so)}: the prometheus trigger must use metricType AverageValue (per-pod target)")
                     v = float(t["metadata"]["threshold"])
-                    self.expect(lo - 1e-9 <= v <= hi + 1e-9, f"{ref(so)}: threshold {v} per pod is not 70–75% of EXECUTOR_CONCURRENCY={concurrency}")
-                    self.expect(AUTOSCALED_BY_CUSTOM_METRIC in t["metadata"]["query"], f"{ref(so)}: the query does not read {AUTOSCALED_BY_CUSTOM_METRIC}")
+                    self.expect(lo - 1e-9 <= v <= hi + 1e-9, f"{ref(so)}: utilisation threshold {v} per pod is not within {lo}–{hi}")
+                    q = t["metadata"]["query"]
+                    self.expect(
+                        q.lstrip().startswith("sum(") and f"rate({BUSY_SECONDS}" in q and SLOTS in q,
+                        f"{ref(so)}: the query must be the sum over pods of rate({BUSY_SECONDS}[…]) / {SLOTS} (KEDA divides by the replicas)",
+                    )
         # Draining: the kubelet must not kill an executor that is still
         # finishing admitted work.
         max_run = int(env_value(c, "EXECUTOR_MAX_TIMEOUT_MS", EXECUTOR_DEFAULTS["EXECUTOR_MAX_TIMEOUT_MS"]) or 0)
@@ -227,6 +239,11 @@ class Rules:
                     name = m["pods"]["metric"]["name"]
                     self.expect(name in served, f"{ref(hpa)}: Pods metric {name} is not served by any rule in k8s/prometheus-adapter/values.yaml")
         for r in values["rules"]["custom"]:
+            if (r.get("name") or {}).get("as") == AUTOSCALED_BY_CUSTOM_METRIC:
+                self.expect(
+                    BUSY_SECONDS in r.get("seriesQuery", "") and "rate(<<.Series>>" in r.get("metricsQuery", "") and SLOTS in r.get("metricsQuery", ""),
+                    f"prometheus-adapter rule {AUTOSCALED_BY_CUSTOM_METRIC}: must be rate({BUSY_SECONDS}[…]) / {SLOTS}",
+                )
             overrides = (r.get("resources") or {}).get("overrides") or {}
             self.expect(
                 overrides.get("namespace", {}).get("resource") == "namespace" and overrides.get("pod", {}).get("resource") == "pod",

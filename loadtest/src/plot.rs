@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::report::Report;
-use crate::watch::{SERIES, UP};
+use crate::watch::{BUSY_SECONDS, SERIES, UP};
 
 const FONT: &str = "sans-serif";
 
@@ -93,6 +93,30 @@ fn short(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
+/// The utilisation `url`'s executor reported between consecutive scrapes:
+/// the growth of `executor_busy_seconds_total` over the time between them,
+/// over `executor_concurrency_limit` (what `rate(busy[…]) / slots` gives
+/// Prometheus), at the interval's midpoint.
+fn utilisation(report: &Report, url: &str) -> Vec<(f64, f64)> {
+    let samples: Vec<(f64, f64, f64)> = report
+        .metrics
+        .iter()
+        .filter(|m| m.url == url && m.values.get(UP) == Some(&1.0))
+        .filter_map(|m| {
+            let busy = *m.values.get(BUSY_SECONDS)?;
+            let slots = *m.values.get("executor_concurrency_limit")?;
+            Some((m.t_s, busy, slots))
+        })
+        .collect();
+    samples
+        .windows(2)
+        .filter_map(|w| {
+            let ((t0, b0, _), (t1, b1, slots)) = (w[0], w[1]);
+            (t1 > t0 && slots > 0.0).then(|| ((t0 + t1) / 2.0, (b1 - b0).max(0.0) / (t1 - t0) / slots))
+        })
+        .collect()
+}
+
 /// `--plot`: latency percentiles, throughput and in-flight over the run.
 pub fn plot_run(report: &Report, path: &Path) -> Result<()> {
     let mid = |t: u64| t as f64 + 0.5;
@@ -158,7 +182,15 @@ pub fn plot_run(report: &Report, path: &Path) -> Result<()> {
             if points.is_empty() {
                 continue;
             }
-            if series.contains("ready") {
+            if series == BUSY_SECONDS {
+                let points = utilisation(report, url);
+                if !points.is_empty() {
+                    load.push(Line {
+                        label: format!("{} utilisation (rate(busy) / slots)", short(url)),
+                        points,
+                    });
+                }
+            } else if series.contains("ready") {
                 replicas.push(Line {
                     label: format!("{} ready backends (replicas)", short(url)),
                     points,
@@ -317,6 +349,8 @@ mod tests {
                 values: [
                     ("up".to_owned(), 1.0),
                     ("executor_inflight_executions".to_owned(), 2.0),
+                    ("executor_concurrency_limit".to_owned(), 2.0),
+                    (BUSY_SECONDS.to_owned(), 1.5 * t as f64),
                 ]
                 .into(),
             });
@@ -326,6 +360,12 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
         assert!(svg.contains("127.0.0.1:1 executor_inflight_executions"));
+        assert!(svg.contains("127.0.0.1:1 utilisation (rate(busy) / slots)"));
+        assert_eq!(
+            utilisation(&r, "http://127.0.0.1:1/metrics"),
+            vec![(0.5, 0.75), (1.5, 0.75)],
+            "1.5 busy seconds a second over 2 slots"
+        );
 
         let path = dir.path().join("curve.svg");
         let mut other = r.clone();

@@ -1,5 +1,6 @@
 //! `--watch-metrics`: scrapes gateway/executor `/metrics` pages during a run and keeps the series
-//! an operator sizes by (in-flight executions, queue depth, ready backends = replica count).
+//! an operator sizes by (in-flight executions, queue depth, ready backends = replica count, and
+//! the slot-busy seconds whose rate over the slots is the utilisation the autoscaler scales on).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,11 +15,17 @@ use crate::report::MetricSample;
 /// The series kept from each page; a bare name sums every label set.
 pub const SERIES: &[&str] = &[
     "gateway_inflight_requests",
+    "gateway_pending_requests",
     "gateway_backends{state=\"ready\"}",
     "executor_inflight_executions",
     "executor_queue_depth",
     "executor_concurrency_limit",
+    BUSY_SECONDS,
 ];
+
+/// The executors' slot-busy counter: the plot shows its rate over
+/// `executor_concurrency_limit`, the utilisation the autoscaler scales on.
+pub const BUSY_SECONDS: &str = "executor_busy_seconds_total";
 
 /// `1` when the page was scraped, `0` when it was not (as Prometheus's `up`).
 pub const UP: &str = "up";

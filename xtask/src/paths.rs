@@ -22,7 +22,13 @@ pub struct Paths {
 
 impl Paths {
     pub fn discover() -> Result<Paths> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        // `cargo run` (behind `cargo xtask`) sets the manifest dir of the
+        // checkout it runs in; the one compiled in may be another checkout's
+        // when checkouts share a target dir and cargo reuses the binary.
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let root = manifest
             .parent()
             .context("xtask lives inside the workspace")?
             .to_owned();

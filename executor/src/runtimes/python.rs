@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use super::{Definition, Description, Runtime};
 use crate::config::RuntimeArgs;
-use crate::sandbox::{self, EngineOptions, Job, Outcome, Sandbox, SandboxError};
+use crate::sandbox::{self, EngineOptions, Job, Outcome, PoolOptions, Sandbox, SandboxError};
 
 pub const NAME: &str = "python";
 
@@ -35,13 +35,20 @@ impl Python {
             epoch_tick: Duration::from_millis(args.epoch_tick_ms),
             meter_fuel: true,
             clock_resolution: Duration::from_micros(args.clock_resolution_us),
+            pool: pool_options(args),
         };
         let sandbox = Sandbox::load(&args.guest_wasm, &opts).await?;
+        let allocation = sandbox.allocation();
         tracing::info!(
             runtime = NAME,
             python = sandbox.python_version(),
             cache = ?sandbox.cache_outcome(),
             missing_modules = sandbox.missing_modules().len(),
+            pooling = allocation.pooling,
+            pool_slots = allocation.pool_slots,
+            cow = allocation.cow,
+            memories = allocation.memories,
+            tables = allocation.tables,
             "runtime loaded"
         );
         let full = sandbox.python_version().to_owned();
@@ -75,8 +82,18 @@ fn precompile(args: &RuntimeArgs) -> Result<PathBuf, SandboxError> {
     let dir = args
         .cache_dir()
         .ok_or_else(|| SandboxError::Load("precompile needs a cache directory (--cache-dir)".to_owned()))?;
-    let engine = sandbox::engine(true)?;
+    // The pool is a runtime setting: the artifact is the same without it.
+    let engine = sandbox::engine(true, None)?;
     sandbox::precompile(&engine, &args.guest_wasm, &dir)
+}
+
+/// The instance pool `args` ask for: one slot per admitted run
+/// (`EXECUTOR_CONCURRENCY`, admission's slot count) plus one for the load's
+/// introspection instance, each memory up to `EXECUTOR_MAX_MEMORY_BYTES`;
+/// `None` with `EXECUTOR_POOLING=false`.
+pub fn pool_options(args: &RuntimeArgs) -> Option<PoolOptions> {
+    args.pooling
+        .then(|| PoolOptions::for_concurrency(args.concurrency(), args.max_memory_bytes))
 }
 
 /// `3.14.0 (main, …) [Clang …]` → `3.14.0`.
@@ -87,6 +104,18 @@ fn short_version(full: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_has_a_slot_per_admitted_run_and_one_more() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| crate::config::Config::try_parse_from(argv).unwrap().runtime;
+        let args = parse(&["executor", "--concurrency=3", "--max-memory-bytes=1048576"]);
+        let pool = pool_options(&args).expect("pooling is on by default");
+        assert_eq!(pool.slots as usize, args.concurrency() + 1);
+        assert_eq!(pool.max_memory_bytes, args.max_memory_bytes);
+        assert_eq!(pool_options(&parse(&["executor", "--pooling=false"])), None);
+        assert_eq!(pool_options(&parse(&["executor", "--pooling=off"])), None);
+    }
 
     #[test]
     fn version_is_shortened() {

@@ -33,30 +33,42 @@ pub fn artifact_name(engine: &Engine, wasm: &[u8]) -> String {
 }
 
 /// Loads the component from `cache_dir` if an artifact for it exists, else
-/// compiles it (and stores the artifact when a cache dir is given).
+/// compiles it (and stores the artifact when a cache dir is given). Also
+/// returns the artifact file the component is mapped from, if it is.
 pub(super) fn load_component(
     engine: &Engine,
     guest: &Path,
     cache_dir: Option<&Path>,
-) -> Result<(Component, CacheOutcome), SandboxError> {
+) -> Result<(Component, CacheOutcome, Option<PathBuf>), SandboxError> {
     let wasm = std::fs::read(guest).map_err(|source| SandboxError::ReadGuest {
         path: guest.to_owned(),
         source,
     })?;
     let Some(dir) = cache_dir else {
         let compiled = engine.precompile_component(&wasm).map_err(load_err)?;
-        return Ok((deserialize_bytes(engine, &compiled)?, CacheOutcome::Uncached));
+        return Ok((
+            deserialize_bytes(engine, &compiled)?,
+            CacheOutcome::Uncached,
+            None,
+        ));
     };
     let path = dir.join(artifact_name(engine, &wasm));
     if path.is_file() {
         match deserialize(engine, &path) {
-            Ok(component) => return Ok((component, CacheOutcome::Hit)),
+            Ok(component) => return Ok((component, CacheOutcome::Hit, Some(path))),
+            // The artifact is fine; the engine's pool is too small for it,
+            // and compiling again would not change that.
+            Err(e) if e.to_string().contains("pooling allocator") => return Err(e),
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached artifact"),
         }
     }
     let compiled = engine.precompile_component(&wasm).map_err(load_err)?;
     store(&path, &compiled);
-    Ok((deserialize_bytes(engine, &compiled)?, CacheOutcome::Compiled))
+    Ok((
+        deserialize_bytes(engine, &compiled)?,
+        CacheOutcome::Compiled,
+        None,
+    ))
 }
 
 /// Compiles the guest into the cache ahead of time (for images and CI).
@@ -109,4 +121,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{PoolOptions, engine};
+
+    #[test]
+    fn the_pool_does_not_change_the_artifact() {
+        let pool = PoolOptions::for_concurrency(2, 512 << 20);
+        let name = |pool| artifact_name(&engine(true, pool).unwrap(), b"guest");
+        assert_eq!(name(None), name(Some(&pool)));
+        assert_ne!(name(None), artifact_name(&engine(false, None).unwrap(), b"guest"));
+    }
 }

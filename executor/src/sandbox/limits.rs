@@ -22,7 +22,15 @@ pub struct MemoryLimiter {
 }
 
 /// Table elements any one table may hold; CPython's guest uses a few thousand.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Also the pooling allocator's table slot size (`sandbox::pool`).
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Core instances, linear memories and tables one run may create. A
+/// componentize-py component instantiates a handful of core modules (the
+/// load logs what the guest needs); these caps are the store's and the
+/// pooling allocator's per-run limits alike.
+pub const MAX_CORE_INSTANCES: u32 = 64;
+pub const MAX_MEMORIES: u32 = 16;
+pub const MAX_TABLES: u32 = 64;
 
 impl MemoryLimiter {
     pub fn new(memory_bytes: u64) -> Self {
@@ -63,16 +71,15 @@ impl ResourceLimiter for MemoryLimiter {
     }
 
     fn instances(&self) -> usize {
-        // A componentize-py component instantiates a handful of core modules.
-        64
+        MAX_CORE_INSTANCES as usize
     }
 
     fn tables(&self) -> usize {
-        64
+        MAX_TABLES as usize
     }
 
     fn memories(&self) -> usize {
-        16
+        MAX_MEMORIES as usize
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use executor::sandbox::Limits;
-use executor::sandbox::{EngineOptions, Job, Outcome, Sandbox, Status};
+use executor::sandbox::{EngineOptions, Job, Outcome, PoolOptions, Sandbox, Status};
 use tokio::sync::OnceCell;
 
 pub use testkit::{cache_dir, guest_wasm};
@@ -12,21 +12,38 @@ pub use testkit::{cache_dir, guest_wasm};
 static SANDBOX: OnceCell<Sandbox> = OnceCell::const_new();
 
 /// The sandbox shared by the in-process tests (each run still gets a fresh
-/// store and instance; only the compiled component is shared).
+/// store and instance; only the compiled component is shared). Its engine is
+/// the server's with its default flags: the pooling allocator, sized for the
+/// default concurrency (tests that run more at once wait for a slot).
 pub async fn sandbox() -> &'static Sandbox {
     SANDBOX
         .get_or_init(|| async {
-            let opts = EngineOptions {
-                cache_dir: cache_dir(),
-                epoch_tick: Duration::from_millis(5),
-                meter_fuel: true,
-                clock_resolution: executor::sandbox::clock::DEFAULT_RESOLUTION,
-            };
-            Sandbox::load(&guest_wasm(), &opts)
-                .await
-                .unwrap_or_else(|e| panic!("loading the guest (run `cargo xtask guest`): {e}"))
+            let args = server_defaults();
+            load(executor::runtimes::python::pool_options(&args)).await
         })
         .await
+}
+
+/// The server's runtime flags with their defaults.
+pub fn server_defaults() -> executor::config::RuntimeArgs {
+    use clap::Parser;
+    executor::config::Config::try_parse_from(["executor"])
+        .expect("the defaults parse")
+        .runtime
+}
+
+/// A sandbox of its own, with `pool` (the server's other settings).
+pub async fn load(pool: Option<PoolOptions>) -> Sandbox {
+    let opts = EngineOptions {
+        cache_dir: cache_dir(),
+        epoch_tick: Duration::from_millis(5),
+        meter_fuel: true,
+        clock_resolution: executor::sandbox::clock::DEFAULT_RESOLUTION,
+        pool,
+    };
+    Sandbox::load(&guest_wasm(), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("loading the guest (run `cargo xtask guest`): {e}"))
 }
 
 /// Generous limits for tests that are not about limits.

@@ -17,5 +17,6 @@ mod isolation;
 mod limits;
 mod manifests;
 mod output;
+mod pool;
 mod snapshot;
 mod stdlib;

@@ -1,5 +1,6 @@
 //! Kubernetes discovery with the real `kube` client against a mocked API
-//! server (`tower_test::mock::pair`): a scripted LIST, then WATCH events.
+//! server (`tower_test::mock::pair`): a scripted LIST, then WATCH events;
+//! passive ejection of an endpoint that refuses connections.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -139,6 +140,7 @@ async fn endpoint_slices_drive_the_backend_set() {
             namespace: "runbox".into(),
             service: "executor".into(),
             port_name: "http".into(),
+            eject_for: Duration::from_secs(5),
         },
     );
     let mut rx = discovery.subscribe();
@@ -253,5 +255,148 @@ fn slices_without_the_named_port_are_skipped() {
     assert_eq!(
         set.ready[0].key, "[fd00::1]:8080",
         "a single unnamed port is used; IPv6 is bracketed"
+    );
+}
+
+/// Discovery over the mocked API server, ejecting for `eject_for`.
+fn discovery(eject_for: Duration) -> (KubernetesDiscovery, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<MockBody>>();
+    let discovery = KubernetesDiscovery::spawn(
+        kube::Client::new(service, "runbox"),
+        KubernetesConfig {
+            namespace: "runbox".into(),
+            service: "executor".into(),
+            port_name: "http".into(),
+            eject_for,
+        },
+    );
+    (discovery, handle)
+}
+
+/// A slice of one endpoint on 127.0.0.1 at `port`.
+fn loopback_slice(name: &str, version: &str, port: u16, pod: &str, conditions: Value) -> Value {
+    let mut s = slice(name, version, vec![endpoint("127.0.0.1", pod, conditions)]);
+    s["ports"] = json!([{"name": "http", "port": port}]);
+    s
+}
+
+fn retries(metrics: &gateway::metrics::Metrics) -> f64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_retries_total ")?.parse().ok())
+        .expect("gateway_retries_total is rendered")
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_is_ejected_until_its_slice_says_it_is_back() {
+    use gateway::balance::Strategy;
+    use gateway::forward::{Forwarder, Outbound};
+
+    // pod-live answers; pod-dead's port has nothing listening (a SIGKILLed
+    // pod the EndpointSlice still calls ready).
+    let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live_port = live.local_addr().unwrap().port();
+    let app = axum::Router::new().route("/execute", axum::routing::post(|| async { "ran" }));
+    tokio::spawn(async move { axum::serve(live, app).await.unwrap() });
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    // Longer than the test: only the EndpointSlice re-admits here.
+    let (discovery, mut handle) = discovery(Duration::from_secs(3600));
+    let mut rx = discovery.subscribe();
+    let live_slice = loopback_slice("executor-live", "10", live_port, "pod-live", ready());
+    let dead_slice = |version: &str, conditions: Value| {
+        loopback_slice("executor-dead", version, dead_port, "pod-dead", conditions)
+    };
+    answer(
+        &mut handle,
+        false,
+        list("10", vec![live_slice.clone(), dead_slice("10", ready())]),
+    )
+    .await;
+    let (events, body) = watch_stream();
+    answer(&mut handle, true, body).await;
+    let both = {
+        let mut pods = [("pod-live", live_port), ("pod-dead", dead_port)];
+        pods.sort_by_key(|(_, port)| format!("127.0.0.1:{port}"));
+        pods.map(|(pod, _)| pod)
+    };
+    expect_pods(&mut rx, &both, 0).await;
+
+    // Round robin over both: one of the first two requests meets pod-dead,
+    // is retried on pod-live, and pod-dead is ejected; no later request
+    // goes to it (a retry would be counted).
+    let forwarder = Forwarder::new(
+        Strategy::RoundRobin,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    );
+    let metrics = gateway::metrics::Metrics::new();
+    let out = Outbound {
+        method: http::Method::POST,
+        path_and_query: "/execute".into(),
+        headers: http::HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    for _ in 0..6 {
+        let set = rx.borrow().clone();
+        let response = forwarder.forward(&set, &discovery, &metrics, &out).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[runbox_api::headers::EXECUTOR], "pod-live");
+    }
+    assert_eq!(retries(&metrics), 1.0, "one failure, then pod-dead gets nothing");
+    expect_pods(&mut rx, &["pod-live"], 1).await;
+
+    // An event about another endpoint (pod-new joins) does not re-admit it.
+    let mut grown = live_slice.clone();
+    grown["metadata"]["resourceVersion"] = json!("11");
+    grown["endpoints"]
+        .as_array_mut()
+        .unwrap()
+        .push(endpoint("127.0.0.3", "pod-new", ready()));
+    events.send(json!({"type": "MODIFIED", "object": grown})).unwrap();
+    expect_pods(&mut rx, &["pod-live", "pod-new"], 1).await;
+
+    // Its own entry changes: the pod goes unready (it restarts), then ready
+    // again, and it is back.
+    events
+        .send(json!({"type": "MODIFIED", "object": dead_slice("12", json!({"ready": false, "serving": false, "terminating": false}))}))
+        .unwrap();
+    events
+        .send(json!({"type": "MODIFIED", "object": dead_slice("13", ready())}))
+        .unwrap();
+    let mut all = [
+        ("pod-live", format!("127.0.0.1:{live_port}")),
+        ("pod-new", format!("127.0.0.3:{live_port}")),
+        ("pod-dead", format!("127.0.0.1:{dead_port}")),
+    ];
+    all.sort_by(|a, b| a.1.cmp(&b.1));
+    expect_pods(&mut rx, &all.map(|(pod, _)| pod), 0).await;
+}
+
+#[tokio::test]
+async fn an_ejected_endpoint_is_readmitted_when_its_time_is_up() {
+    let (discovery, mut handle) = discovery(Duration::from_millis(200));
+    let mut rx = discovery.subscribe();
+    let one = slice("executor-abc", "10", vec![endpoint("10.0.0.1", "pod-a", ready())]);
+    answer(&mut handle, false, list("10", vec![one])).await;
+    let (_events, body) = watch_stream();
+    answer(&mut handle, true, body).await;
+    expect_pods(&mut rx, &["pod-a"], 0).await;
+
+    let a = rx.borrow().ready[0].clone();
+    discovery.connect_failed(&a);
+    // Published before connect_failed returns (the timer cannot have run:
+    // this runtime has one thread and the test has not yielded).
+    assert!(rx.borrow().ready.is_empty());
+    assert_eq!(rx.borrow().unready, 1, "an ejected endpoint counts as unready");
+    discovery.connect_failed(&a);
+    expect_pods(&mut rx, &["pod-a"], 0).await;
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &rx.borrow().ready[0]),
+        "the same backend comes back"
     );
 }
