@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load-test benchmarks for docs/benchmarks.md, made with `loadtest` on this machine:
 #   1. saturation throughput of `hello` and `cpu` through the gateway (closed-loop worker sweep),
+#      and through a gateway with its embedded executor (the single-machine default),
 #   2. the latency curve at 25/50/75/100 % of that throughput (open loop),
 #   3. round-robin against least-inflight under `mixed` (open loop, same rate, same seed),
 #   4. the same workloads against runbox-baseline (native python3 spawned per request).
@@ -123,7 +124,7 @@ executor_ticks() {
 client_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 
 # ---------------------------------------------------------------------------------------------
-log "starting $EXECUTORS executors, two gateways (round-robin, least-inflight) and the baseline"
+log "starting $EXECUTORS executors, two gateways (round-robin, least-inflight), an embedded gateway and the baseline"
 EXEC_URLS=()
 EXEC_METRICS=()
 EXEC_PIDS=()
@@ -154,6 +155,15 @@ GATEWAY_PID=${PIDS[-1]}
 gateway least-inflight
 GATEWAY_LI=$ADDR
 GATEWAY_LI_METRICS=$METRICS
+# The single-machine default: one gateway process with its executor embedded (`cargo xtask run`).
+# One load generator is one client, so the per-client fairness caps (on by default, half the
+# slots) are lifted, as the rate limit is: this measures the machine, not one client's share.
+start gateway-embedded env GATEWAY_LISTEN=127.0.0.1:0 GATEWAY_METRICS_LISTEN=127.0.0.1:0 \
+  GATEWAY_CLIENT_MAX_INFLIGHT=0 GATEWAY_CLIENT_BUDGET_SECONDS=0 GATEWAY_RATE_LIMIT_RPS=0 \
+  GATEWAY_LOG_FORMAT=json RUST_LOG=warn,gateway=info "$BIN_DIR/gateway"
+EMBEDDED=$ADDR
+EMBEDDED_PID=${PIDS[-1]}
+wait_ready "$EMBEDDED"
 start baseline env BASELINE_LISTEN=127.0.0.1:0 BASELINE_PYTHON="$PYTHON" BASELINE_QUEUE_DEPTH=64 \
   "$BIN_DIR/runbox-baseline"
 BASELINE=$ADDR
@@ -172,6 +182,7 @@ NAMES=$(
   {
     echo "$GATEWAY GATEWAY"
     echo "$GATEWAY_LI GATEWAY_LI"
+    echo "$EMBEDDED EMBEDDED"
     echo "$BASELINE BASELINE"
     for i in "${!EXEC_URLS[@]}"; do echo "${EXEC_URLS[$i]} EXECUTOR_$((i + 1))"; done
   } | awk '{ print length($1), $0 }' | sort -rn | cut -d' ' -f2-
@@ -218,8 +229,10 @@ sweep() {
   local prefix=$1 url=$2 scenario=$3 warmup=${4:-10} w
   local names=()
   for w in $WORKERS; do
-    local g0 g1 e0 e1 c0 c1 t0 t1
-    if [[ $url == "$BASELINE" ]]; then g0=$(ticks "$BASELINE_PID"); else g0=$(ticks "$GATEWAY_PID"); fi
+    local g0 g1 e0 e1 c0 c1 t0 t1 pid=$GATEWAY_PID kind=gateway
+    [[ $url == "$BASELINE" ]] && pid=$BASELINE_PID kind=baseline
+    [[ $url == "$EMBEDDED" ]] && pid=$EMBEDDED_PID kind=embedded
+    g0=$(ticks "$pid")
     e0=$(executor_ticks)
     c0=$(client_ticks)
     t0=$(date +%s.%N)
@@ -228,11 +241,12 @@ sweep() {
     t1=$(date +%s.%N)
     c1=$(client_ticks)
     e1=$(executor_ticks)
-    if [[ $url == "$BASELINE" ]]; then g1=$(ticks "$BASELINE_PID"); else g1=$(ticks "$GATEWAY_PID"); fi
+    g1=$(ticks "$pid")
     CPU_SHARE[$prefix-w$w]=$(awk -v g=$((g1 - g0)) -v e=$((e1 - e0)) -v c=$((c1 - c0)) \
       -v hz="$(getconf CLK_TCK)" -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
-      -v baseline="$([[ $url == "$BASELINE" ]] && echo 1)" 'BEGIN {
-        if (baseline) printf "baseline %.2f", g / hz / t
+      -v kind="$kind" 'BEGIN {
+        if (kind == "baseline") printf "baseline %.2f", g / hz / t
+        else if (kind == "embedded") printf "gateway with its executor %.2f", g / hz / t
         else printf "gateway %.2f, executors %.2f", g / hz / t, e / hz / t
         printf ", loadtest %.2f", c / hz / t
       }')
@@ -255,6 +269,14 @@ sweep cpu "$GATEWAY" cpu 4
 CPU_BEST=$BEST
 CPU_SAT=$SAT
 CPU_RUNS=("${SWEPT[@]}")
+sweep embedded-hello "$EMBEDDED" hello
+EMB_HELLO_BEST=$BEST
+EMB_HELLO_SAT=$SAT
+EMB_HELLO_RUNS=("${SWEPT[@]}")
+sweep embedded-cpu "$EMBEDDED" cpu 4
+EMB_CPU_BEST=$BEST
+EMB_CPU_SAT=$SAT
+EMB_CPU_RUNS=("${SWEPT[@]}")
 
 log "2. latency curves (open loop at 25/50/75/100 % of saturation)"
 curve() {
@@ -345,15 +367,31 @@ queue 4 × that (so ${EXECUTORS} × $(nproc) execution slots on $(nproc) cores).
 Closed loop, ${SWEEP_STEP} s per step, worker counts ${WORKERS// /, }; saturation = the best
 goodput of the sweep.
 
-| workload | runbox via gateway (req/s) | baseline, python3 per request (req/s) | runbox / baseline |
-|---|---:|---:|---:|
-| \`hello\` | $(printf '%.1f' "$HELLO_SAT") ($HELLO_BEST) | $(printf '%.1f' "$BASE_HELLO_SAT") ($BASE_HELLO_BEST) | $(ratio "$BASE_HELLO_SAT" "$HELLO_SAT") |
-| \`cpu\` | $(printf '%.1f' "$CPU_SAT") ($CPU_BEST) | $(printf '%.1f' "$BASE_CPU_SAT") ($BASE_CPU_BEST) | $(ratio "$BASE_CPU_SAT" "$CPU_SAT") |
+| workload | runbox, gateway with its embedded executor (req/s) | runbox via gateway over $EXECUTORS executors (req/s) | baseline, python3 per request (req/s) | embedded / baseline | $EXECUTORS executors / baseline |
+|---|---:|---:|---:|---:|---:|
+| \`hello\` | $(printf '%.1f' "$EMB_HELLO_SAT") ($EMB_HELLO_BEST) | $(printf '%.1f' "$HELLO_SAT") ($HELLO_BEST) | $(printf '%.1f' "$BASE_HELLO_SAT") ($BASE_HELLO_BEST) | $(ratio "$BASE_HELLO_SAT" "$EMB_HELLO_SAT") | $(ratio "$BASE_HELLO_SAT" "$HELLO_SAT") |
+| \`cpu\` | $(printf '%.1f' "$EMB_CPU_SAT") ($EMB_CPU_BEST) | $(printf '%.1f' "$CPU_SAT") ($CPU_BEST) | $(printf '%.1f' "$BASE_CPU_SAT") ($BASE_CPU_BEST) | $(ratio "$BASE_CPU_SAT" "$EMB_CPU_SAT") | $(ratio "$BASE_CPU_SAT" "$CPU_SAT") |
+
+Goal: \`hello\` through the gateway with its embedded executor ≥ 15× the baseline.
+\`\$EMBEDDED\` is the single-machine default (\`gateway\` with no executors configured), with
+\`GATEWAY_CLIENT_MAX_INFLIGHT=0 GATEWAY_CLIENT_BUDGET_SECONDS=0 GATEWAY_RATE_LIMIT_RPS=0\`: the load
+generator is one client, and the per-client fairness caps would otherwise hold it to half the
+slots.
 
 \`hello\` through the gateway, \`$(sweep_cmd "$GATEWAY" hello 10 hello)\`
 (CPU used, in cores out of $(nproc) — $(cpu_line "${HELLO_RUNS[@]}")):
 
 $(md_summary "${HELLO_RUNS[@]}")
+
+\`hello\` through the embedded gateway, \`$(sweep_cmd "$EMBEDDED" hello 10 embedded-hello)\`
+(CPU in cores: $(cpu_line "${EMB_HELLO_RUNS[@]}")):
+
+$(md_summary "${EMB_HELLO_RUNS[@]}")
+
+\`cpu\` through the embedded gateway, \`$(sweep_cmd "$EMBEDDED" cpu 4 embedded-cpu)\`
+(CPU in cores: $(cpu_line "${EMB_CPU_RUNS[@]}")):
+
+$(md_summary "${EMB_CPU_RUNS[@]}")
 
 \`cpu\` through the gateway, \`$(sweep_cmd "$GATEWAY" cpu 4 cpu)\`
 (CPU in cores: $(cpu_line "${CPU_RUNS[@]}")):

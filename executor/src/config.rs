@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use runbox_api::{LimitPolicy, Limits};
+
+use crate::sandbox::CpuTarget;
 
 /// runbox executor: runs untrusted Python snippets in fresh wasmtime sandboxes.
 #[derive(Debug, Clone, Parser)]
@@ -80,6 +83,17 @@ pub struct RuntimeArgs {
     /// Compile the guest on every start instead of caching it.
     #[arg(long, env = "EXECUTOR_NO_CACHE")]
     pub no_cache: bool,
+
+    /// The CPU features the compiled guest may use: `x86-64-v2` (SSE4.2,
+    /// POPCNT), `x86-64-v3` (adds AVX2, BMI1/2, FMA, LZCNT) or `native` (this
+    /// host's). The default, v2, is on every x86-64 server and cloud VM since
+    /// ~2010, so an artifact built on any machine loads on every node; v3 is
+    /// missing on some nodes still in service and buys the interpreter little.
+    /// Part of the artifact's name: `executor precompile` and the server must
+    /// agree. A host without the level's features refuses to start, naming
+    /// them. Off x86-64, every value means `native`.
+    #[arg(long, env = "EXECUTOR_CPU_TARGET", value_enum, default_value_t = CpuTarget::default())]
+    pub cpu_target: CpuTarget,
 
     /// The name reported as `executor` in responses (the pod name in Kubernetes).
     /// Default: the host name.
@@ -157,6 +171,16 @@ pub struct RuntimeArgs {
     #[arg(long, env = "EXECUTOR_CLOCK_RESOLUTION_US", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub clock_resolution_us: u64,
+}
+
+impl ValueEnum for CpuTarget {
+    fn value_variants<'a>() -> &'a [Self] {
+        &CpuTarget::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -257,6 +281,16 @@ mod tests {
         let c = Config::try_parse_from(&args).unwrap();
         assert_eq!(c.runtime.concurrency(), 3);
         assert!(env_to_args::<Config>(&[("EXECUTOR_TYPO", "1")]).is_err());
+    }
+
+    #[test]
+    fn the_cpu_target_is_a_named_level() {
+        let target = |argv: &[&str]| Config::try_parse_from(argv).map(|c| c.runtime.cpu_target);
+        assert_eq!(target(&["executor"]).unwrap(), CpuTarget::X86_64V2);
+        for t in CpuTarget::ALL {
+            assert_eq!(target(&["executor", "--cpu-target", t.as_str()]).unwrap(), t);
+        }
+        assert!(target(&["executor", "--cpu-target", "haswell"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod clock;
 mod epoch;
 pub mod limits;
 mod pool;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +28,8 @@ use self::clock::{CoarseMonotonicClock, CoarseWallClock};
 use self::limits::{CappedOutput, MemoryLimiter};
 
 pub use cache::{CacheOutcome, precompile};
-pub use pool::PoolOptions;
+pub use pool::{LINEAR_MEMORY_KEEP_RESIDENT, PoolOptions};
+pub use target::CpuTarget;
 
 /// Host bindings for the guest's WIT world (`guest/wit/sandbox.wit`).
 mod bindings {
@@ -112,12 +114,41 @@ pub struct EngineOptions {
     /// Meter fuel (the CPU budget). Always on in the service; off only to
     /// measure what metering costs (`cargo xtask bench`).
     pub meter_fuel: bool,
+    /// The CPU features compiled code may use (see [`CpuTarget`]); part of
+    /// the artifact's name. A host without them refuses to load.
+    pub cpu_target: CpuTarget,
+    /// Code generation levers (the production settings by default; others
+    /// only to measure them, `cargo xtask bench`). Part of the artifact's name.
+    pub tuning: Tuning,
     /// Resolution of the guest's wall and monotonic clocks (see [`clock`]).
     pub clock_resolution: Duration,
     /// Allocate instances from a pool of this size (see [`PoolOptions`]);
     /// `None`: map and unmap every run's memories on demand. A runtime
     /// setting: the compiled artifact is the same either way.
     pub pool: Option<PoolOptions>,
+}
+
+/// Code generation settings that trade compile time or instantiation work
+/// for speed. The defaults are what measured best (`docs/benchmarks.md`,
+/// "Code generation levers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Cranelift inlines small functions, across the component's core
+    /// modules and within them (`wasmtime::Inlining::Yes`), instead of not
+    /// at all (wasmtime's default).
+    pub inlining: bool,
+    /// Function tables are filled on first use (wasmtime's default) rather
+    /// than at every instantiation.
+    pub table_lazy_init: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            inlining: false,
+            table_lazy_init: true,
+        }
+    }
 }
 
 /// How the sandbox allocates its instances, as found at load.
@@ -181,10 +212,32 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// The engine configuration every artifact is compiled for, allocating from
-/// `pool` when given. The pool is a runtime setting: it changes neither the
-/// compiled code nor the artifact's cache key.
+/// [`engine_for`] the default [`CpuTarget`] (for tests and tools).
 pub fn engine(meter_fuel: bool, pool: Option<&PoolOptions>) -> Result<Engine, SandboxError> {
+    engine_for(CpuTarget::default(), meter_fuel, pool)
+}
+
+/// The engine configuration every artifact is compiled for: code for
+/// `target`'s CPU features, allocating from `pool` when given. The target is
+/// part of the artifact's cache key; the pool is a runtime setting and
+/// changes neither the compiled code nor the key. Building an engine for a
+/// target this host lacks succeeds (`executor precompile` may compile for
+/// other nodes); loading code with it does not (see [`CpuTarget::check_host`]).
+pub fn engine_for(
+    target: CpuTarget,
+    meter_fuel: bool,
+    pool: Option<&PoolOptions>,
+) -> Result<Engine, SandboxError> {
+    engine_tuned(target, meter_fuel, Tuning::default(), pool)
+}
+
+/// [`engine_for`] with code generation levers other than the defaults.
+pub fn engine_tuned(
+    target: CpuTarget,
+    meter_fuel: bool,
+    tuning: Tuning,
+    pool: Option<&PoolOptions>,
+) -> Result<Engine, SandboxError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -195,7 +248,14 @@ pub fn engine(meter_fuel: bool, pool: Option<&PoolOptions>) -> Result<Engine, Sa
         // Wasmtime's default, stated: linear memory is mapped copy-on-write
         // from the artifact, not copied in at every instantiation.
         .memory_init_cow(true)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .compiler_inlining(if tuning.inlining {
+            wasmtime::Inlining::Yes
+        } else {
+            wasmtime::Inlining::No
+        })
+        .table_lazy_init(tuning.table_lazy_init);
+    target.configure(&mut config)?;
     config.allocation_strategy(pool.map_or(InstanceAllocationStrategy::OnDemand, PoolOptions::strategy));
     Engine::new(&config).map_err(|e| match pool {
         Some(p) => SandboxError::Load(format!(
@@ -234,17 +294,21 @@ impl Sandbox {
     /// and runs a warm-up snippet so a returned sandbox is known to work.
     pub async fn load(guest: &Path, opts: &EngineOptions) -> Result<Sandbox, SandboxError> {
         let pool = opts.pool.as_ref();
-        let engine = engine(opts.meter_fuel, pool)?;
+        opts.cpu_target.check_host()?;
+        let engine = engine_tuned(opts.cpu_target, opts.meter_fuel, opts.tuning, pool)?;
         // Reading and compiling are blocking work: keep them off the runtime.
         let (component, cache, mapped) = {
             let (engine, guest, dir) = (engine.clone(), guest.to_owned(), opts.cache_dir.clone());
-            tokio::task::spawn_blocking(move || cache::load_component(&engine, &guest, dir.as_deref()))
-                .await
-                .map_err(load_err)?
-                .map_err(|e| match (pool, e) {
-                    (Some(p), SandboxError::Load(e)) => p.too_small(e),
-                    (_, e) => e,
-                })?
+            let target = opts.cpu_target;
+            tokio::task::spawn_blocking(move || {
+                cache::load_component(&engine, target, &guest, dir.as_deref())
+            })
+            .await
+            .map_err(load_err)?
+            .map_err(|e| match (pool, e) {
+                (Some(p), SandboxError::Load(e)) => p.too_small(e),
+                (_, e) => e,
+            })?
         };
         let (memories, tables) = fit(&component)?;
         let image = component.image_range();

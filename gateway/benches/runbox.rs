@@ -43,6 +43,14 @@ fn ms(d: Duration) -> String {
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// A pooled HTTP/1.1 client; `nodelay` as curl, browsers and the gateway
+/// set it (hyper's connector leaves Nagle on by default).
+fn http_client(nodelay: bool) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(nodelay);
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
+}
+
 async fn post(client: &HttpClient, url: &str, body: &Bytes) -> (u16, Bytes) {
     let request = http::Request::post(url)
         .header("content-type", "application/json")
@@ -88,18 +96,22 @@ async fn http_case(client: &HttpClient, url: &str, code: &str, n: usize, workers
     (seq, rate)
 }
 
-async fn in_process(sandbox: &executor::sandbox::Sandbox, code: &str, n: usize) -> Figures {
-    let job = Job {
+fn job(code: &str, memory_bytes: u64, output_bytes: u64) -> Job {
+    Job {
         code: code.to_owned(),
         stdin: Vec::new(),
         args: Vec::new(),
         limits: runbox_api::Limits {
             timeout: Duration::from_secs(30),
             fuel: u64::MAX / 4,
-            memory_bytes: 256 << 20,
-            output_bytes: 1 << 16,
+            memory_bytes,
+            output_bytes,
         },
-    };
+    }
+}
+
+async fn in_process(sandbox: &executor::sandbox::Sandbox, code: &str, n: usize) -> Figures {
+    let job = job(code, 256 << 20, 1 << 16);
     for _ in 0..5 {
         sandbox.execute(&job).await.unwrap();
     }
@@ -125,14 +137,15 @@ fn python() -> Option<String> {
     (!path.is_empty()).then_some(path)
 }
 
-/// A native `python3` process spawned per execution.
+/// A native `python3 -I -S` process spawned per execution (isolated mode,
+/// no `site`: the cheapest start CPython has, the goals' yardstick).
 fn native(python: &str, code: &str, n: usize) -> Figures {
     let mut samples = Vec::with_capacity(n);
     let wall = Instant::now();
     for _ in 0..n {
         let t = Instant::now();
         let out = Command::new(python)
-            .arg("-c")
+            .args(["-I", "-S", "-c"])
             .arg(code)
             .output()
             .expect("python3 runs");
@@ -229,20 +242,162 @@ async fn executor_server() -> (std::net::SocketAddr, executor::Executor) {
     (addr, ex)
 }
 
-/// The executor's guest loaded in this process, with or without fuel metering.
+/// The executor's guest loaded in this process, with or without fuel
+/// metering, allocating as the server does.
 async fn load_sandbox(ex: &executor::Executor, meter_fuel: bool) -> executor::sandbox::Sandbox {
+    load_pooled(
+        ex,
+        meter_fuel,
+        executor::runtimes::python::pool_options(ex.args()),
+    )
+    .await
+}
+
+/// The same with `pool` (`None`: on demand).
+async fn load_pooled(
+    ex: &executor::Executor,
+    meter_fuel: bool,
+    pool: Option<executor::sandbox::PoolOptions>,
+) -> executor::sandbox::Sandbox {
+    load_tuned(ex, meter_fuel, Default::default(), pool).await
+}
+
+/// The same with code generation levers (compiled on first use, ~15 s each,
+/// then cached like the production artifact).
+async fn load_tuned(
+    ex: &executor::Executor,
+    meter_fuel: bool,
+    tuning: executor::sandbox::Tuning,
+    pool: Option<executor::sandbox::PoolOptions>,
+) -> executor::sandbox::Sandbox {
     executor::sandbox::Sandbox::load(
         &ex.args().guest_wasm,
         &executor::sandbox::EngineOptions {
             cache_dir: ex.args().cache_dir(),
             epoch_tick: Duration::from_millis(5),
             meter_fuel,
+            tuning,
+            cpu_target: ex.args().cpu_target,
             clock_resolution: Duration::from_micros(ex.args().clock_resolution_us),
-            pool: executor::runtimes::python::pool_options(ex.args()),
+            pool,
         },
     )
     .await
     .expect("loading the guest (set EXECUTOR_GUEST_WASM)")
+}
+
+/// Samples of several cases taken in turns, `rounds` blocks each, so slow
+/// phases of a noisy machine fall on every case alike.
+struct Interleaved<const N: usize> {
+    samples: [Vec<Duration>; N],
+    walls: [Duration; N],
+}
+
+impl<const N: usize> Interleaved<N> {
+    fn new() -> Self {
+        Interleaved {
+            samples: std::array::from_fn(|_| Vec::new()),
+            walls: [Duration::ZERO; N],
+        }
+    }
+
+    fn figures(self) -> [Figures; N] {
+        let mut walls = self.walls.into_iter();
+        self.samples.map(|s| figures(s, walls.next().unwrap_or_default()))
+    }
+}
+
+/// One run of `job` in `sandbox`, timed.
+async fn once(sandbox: &executor::sandbox::Sandbox, job: &Job) -> Duration {
+    let t = Instant::now();
+    let outcome = sandbox.execute(job).await.unwrap();
+    assert_eq!(outcome.status, Status::Ok, "{:?}", outcome.stderr);
+    t.elapsed()
+}
+
+/// `print('hi')` in each sandbox, interleaved.
+async fn hello_in<const N: usize>(sandboxes: [&executor::sandbox::Sandbox; N], n: usize) -> [Figures; N] {
+    let job = job(HELLO, 256 << 20, 1 << 16);
+    let mut runs = Interleaved::<N>::new();
+    for sandbox in sandboxes {
+        for _ in 0..5 {
+            once(sandbox, &job).await;
+        }
+    }
+    let rounds = 10;
+    for _ in 0..rounds {
+        for (i, sandbox) in sandboxes.iter().enumerate() {
+            let wall = Instant::now();
+            for _ in 0..n.div_ceil(rounds) {
+                runs.samples[i].push(once(sandbox, &job).await);
+            }
+            runs.walls[i] += wall.elapsed();
+        }
+    }
+    runs.figures()
+}
+
+/// This process's resident set, bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb << 10)
+}
+
+/// Resident memory of `k` runs of `job` held in flight at once: (idle
+/// before, peak while they ran, idle after), sampled every 2 ms.
+async fn resident(sandbox: &executor::sandbox::Sandbox, job: &Job, k: usize) -> (u64, u64, u64) {
+    sandbox.execute(job).await.unwrap();
+    let before = rss();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let runs = async {
+        let outcomes = futures::future::join_all((0..k).map(|_| sandbox.execute(job))).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        outcomes
+    };
+    let sampler = async {
+        let mut peak = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(rss());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        peak
+    };
+    let (outcomes, peak) = tokio::join!(runs, sampler);
+    for o in outcomes {
+        assert_eq!(o.unwrap().status, Status::Ok);
+    }
+    (before, peak, rss())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / f64::from(1 << 20))
+}
+
+/// Router layers without a socket: axum, the JSON both ways, admission.
+async fn oneshot(router: &axum::Router, body: &Bytes) -> Duration {
+    use tower::ServiceExt;
+    let request = http::Request::post("/execute")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.clone()))
+        .unwrap();
+    let t = Instant::now();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    t.elapsed()
+}
+
+async fn timed_post(client: &HttpClient, url: &str, body: &Bytes) -> Duration {
+    let t = Instant::now();
+    let (status, _) = post(client, url, body).await;
+    assert_eq!(status, 200);
+    t.elapsed()
 }
 
 #[tokio::main]
@@ -253,8 +408,7 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(300);
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let client: HttpClient =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new());
+    let client = http_client(true);
 
     let (exec_addr, ex) = executor_server().await;
     let sandbox = load_sandbox(&ex, true).await;
@@ -265,14 +419,34 @@ async fn main() {
         .unwrap_or("?")
         .to_owned();
     let exec_url = format!("http://{exec_addr}/execute");
+    let python = python();
+
+    // `RUNBOX_BENCH_PROFILE=hello|http`: only that loop, for a profiler
+    // (`perf record -g target/release/deps/runbox-… 3000`).
+    match std::env::var("RUNBOX_BENCH_PROFILE").as_deref() {
+        Ok("hello") => {
+            let f = in_process(&sandbox, HELLO, n).await;
+            println!("in-process hello: median {} ms", ms(f.median));
+            return;
+        }
+        Ok("http") => {
+            let (f, _) = http_case(&client, &exec_url, HELLO, n, 1).await;
+            println!("HTTP hello: median {} ms", ms(f.median));
+            return;
+        }
+        _ => {}
+    }
+
+    // The yardstick of the goals, timed first and again at the end.
+    let native_hello = python.as_deref().map(|p| native(p, HELLO, n.min(200)));
 
     println!("### Executions ({n} per case, sequential; guest CPython {python_version})\n");
     println!(
-        "| case | median ms | p99 ms | exec/s | native `python3` spawn median ms | native p99 ms | native exec/s | speed-up vs native (median) |"
+        "| case | median ms | p99 ms | exec/s | native `python3 -I -S` spawn median ms | native p99 ms | native exec/s | speed-up vs native (median) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    let python = python();
     let mut ratios = Vec::new();
+    let mut hello = None;
     for (label, code) in [("`print('hi')`", HELLO), ("CPU loop (300k iterations)", CPU)] {
         let native = python.as_deref().map(|p| native(p, code, n.min(200)));
         let inproc = in_process(&sandbox, code, n).await;
@@ -294,6 +468,9 @@ async fn main() {
                 f.per_sec
             );
         }
+        if code == HELLO {
+            hello = Some((inproc.median, http.median));
+        }
         ratios.push((label, http_rate));
     }
     println!();
@@ -307,6 +484,7 @@ async fn main() {
     let metered_cpu = in_process(&sandbox, CPU, cpu_n).await;
     let unmetered_cpu = in_process(&unmetered, CPU, cpu_n).await;
     let native_cpu = python.as_deref().map(|p| native_compute(p, CPU, cpu_n));
+    drop(unmetered);
     println!("\n### Where CPU-bound time goes (CPU loop, in-process, {cpu_n} runs each)\n");
     println!("| configuration | median ms | vs native |");
     println!("|---|---|---|");
@@ -335,6 +513,11 @@ async fn main() {
         "\nFuel metering costs {:.0}% on this loop.",
         (metered_cpu.median.as_secs_f64() / unmetered_cpu.median.as_secs_f64() - 1.0) * 100.0
     );
+
+    let tuned_cpu = levers(&ex, n).await;
+    pooling(&ex, n).await;
+    let gap = http_gap(&ex, &sandbox, &exec_url, n).await;
+    memory(&ex).await;
 
     let upstream = trivial_upstream().await;
     let gw = gateway_over(upstream).await;
@@ -365,4 +548,311 @@ async fn main() {
         "\nMedian latency added by the gateway: **{} ms** (goal ≤ 0.3 ms).",
         ms(added)
     );
+
+    // The goals, as ratios against yardsticks timed in this run.
+    let native_again = python.as_deref().map(|p| native(p, HELLO, n.min(200)));
+    println!("\n### Goals (ratios within this run)\n");
+    println!("| goal | measured | target | met |");
+    println!("|---|---|---|---|");
+    let row = |goal: &str, measured: f64, target: f64, unit: &str, at_most: bool| {
+        let met = if at_most {
+            measured <= target
+        } else {
+            measured >= target
+        };
+        println!(
+            "| {goal} | {measured:.2}{unit} | {} {target:.2}{unit} | {} |",
+            if at_most { "≤" } else { "≥" },
+            if met { "yes" } else { "**no**" }
+        );
+    };
+    if let (Some((inproc, http)), Some(a), Some(b)) = (hello, &native_hello, &native_again) {
+        let yardstick = (a.median + b.median) / 2;
+        println!(
+            "| (yardstick) `python3 -I -S -c \"print('hi')\"` spawn, median of start and end of the run | {} ms, {} ms | | |",
+            ms(a.median),
+            ms(b.median)
+        );
+        row(
+            "hello in-process ÷ native spawn",
+            inproc.as_secs_f64() / yardstick.as_secs_f64(),
+            0.1,
+            "",
+            true,
+        );
+        row(
+            "hello over HTTP to one executor ÷ in-process",
+            http.as_secs_f64() / inproc.as_secs_f64(),
+            1.4,
+            "",
+            true,
+        );
+        if let Some((inproc, http)) = gap {
+            row(
+                "the same, interleaved (HTTP gap table)",
+                http.as_secs_f64() / inproc.as_secs_f64(),
+                1.4,
+                "",
+                true,
+            );
+        }
+    }
+    if let Some(nf) = &native_cpu {
+        row(
+            "CPU loop, fuel on ÷ native loop",
+            metered_cpu.median.as_secs_f64() / nf.median.as_secs_f64(),
+            3.0,
+            "×",
+            true,
+        );
+        row(
+            "the same with the best lever below",
+            tuned_cpu.as_secs_f64() / nf.median.as_secs_f64(),
+            3.0,
+            "×",
+            true,
+        );
+    }
+    println!(
+        "\nThroughput at saturation through the gateway against `runbox-baseline`: `loadtest/bench.sh` (below)."
+    );
+}
+
+/// Cranelift and table settings against the production ones, on the CPU
+/// loop and on `print('hi')`, interleaved, fuel metering on. Returns the
+/// best CPU-loop median.
+async fn levers(ex: &executor::Executor, n: usize) -> Duration {
+    use executor::sandbox::Tuning;
+    let production = Tuning::default();
+    let cases = [
+        ("production (no inlining, lazy tables)", production),
+        (
+            "`compiler_inlining(Inlining::Yes)`",
+            Tuning {
+                inlining: true,
+                ..production
+            },
+        ),
+        (
+            "tables filled at instantiation (`table_lazy_init(false)`)",
+            Tuning {
+                table_lazy_init: false,
+                ..production
+            },
+        ),
+    ];
+    let pool = executor::runtimes::python::pool_options(ex.args());
+    let mut sandboxes = Vec::new();
+    for (_, tuning) in cases {
+        sandboxes.push(load_tuned(ex, true, tuning, pool).await);
+    }
+    let [a, b, c] = [&sandboxes[0], &sandboxes[1], &sandboxes[2]];
+    let cpu_n = n.min(100);
+    let cpu_job = job(CPU, 256 << 20, 1 << 16);
+    let mut cpu = Interleaved::<3>::new();
+    for s in [a, b, c] {
+        once(s, &cpu_job).await;
+    }
+    for _ in 0..10 {
+        for (i, s) in [a, b, c].into_iter().enumerate() {
+            let wall = Instant::now();
+            for _ in 0..cpu_n.div_ceil(10) {
+                cpu.samples[i].push(once(s, &cpu_job).await);
+            }
+            cpu.walls[i] += wall.elapsed();
+        }
+    }
+    let cpu = cpu.figures();
+    let hello = hello_in([a, b, c], n).await;
+    println!("\n### Code generation levers (fuel metering on, interleaved)\n");
+    println!("| setting | CPU loop median ms | vs production | `print('hi')` median ms | vs production |");
+    println!("|---|---|---|---|---|");
+    for (i, (label, _)) in cases.iter().enumerate() {
+        println!(
+            "| {label} | {} | {:.2}× | {} | {:.2}× |",
+            ms(cpu[i].median),
+            cpu[i].median.as_secs_f64() / cpu[0].median.as_secs_f64(),
+            ms(hello[i].median),
+            hello[i].median.as_secs_f64() / hello[0].median.as_secs_f64()
+        );
+    }
+    cpu.iter().map(|f| f.median).min().unwrap_or_default()
+}
+
+/// The pooling allocator against mapping on demand, and the memory kept
+/// resident per slot (`PoolOptions::keep_resident`), for `print('hi')`.
+async fn pooling(ex: &executor::Executor, n: usize) {
+    use executor::sandbox::PoolOptions;
+    let base = executor::runtimes::python::pool_options(ex.args())
+        .unwrap_or_else(|| PoolOptions::for_concurrency(ex.args().concurrency(), ex.args().max_memory_bytes));
+    let keeps: [usize; 5] = [0, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
+    let on_demand = load_pooled(ex, true, None).await;
+    let mut pooled = Vec::new();
+    for keep in keeps {
+        let pool = PoolOptions {
+            keep_resident: keep,
+            ..base
+        };
+        pooled.push(load_pooled(ex, true, Some(pool)).await);
+    }
+    let [d, k0, k1, k2, k3, k4] = hello_in(
+        [
+            &on_demand, &pooled[0], &pooled[1], &pooled[2], &pooled[3], &pooled[4],
+        ],
+        n,
+    )
+    .await;
+    println!("\n### Pooling allocator (`print('hi')` in-process, {n} runs each, interleaved)\n");
+    println!("| allocation | median ms | p99 ms | vs on demand |");
+    println!("|---|---|---|---|");
+    let vs = |f: &Figures| format!("{:.2}×", f.median.as_secs_f64() / d.median.as_secs_f64());
+    println!(
+        "| on demand (`EXECUTOR_POOLING=false`) | {} | {} | 1.00× |",
+        ms(d.median),
+        ms(d.p99)
+    );
+    for (keep, f) in keeps.iter().zip([&k0, &k1, &k2, &k3, &k4]) {
+        let default = if *keep == executor::sandbox::LINEAR_MEMORY_KEEP_RESIDENT {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "| pooling, keep resident {} KiB{default} | {} | {} | {} |",
+            keep >> 10,
+            ms(f.median),
+            ms(f.p99),
+            vs(f)
+        );
+    }
+    let a = pooled[2].allocation();
+    println!(
+        "\nThe pool: {} slots, copy-on-write memory image: {}, {} memories and {} tables per instance.",
+        a.pool_slots.unwrap_or(0),
+        if a.cow { "yes" } else { "no" },
+        a.memories,
+        a.tables
+    );
+}
+
+/// Where the time between in-process and HTTP goes: the same `print('hi')`
+/// in-process, through the executor's router without a socket, and over
+/// loopback HTTP with and without `TCP_NODELAY` on the client. Returns the
+/// (in-process, HTTP) medians.
+async fn http_gap(
+    ex: &executor::Executor,
+    sandbox: &executor::sandbox::Sandbox,
+    url: &str,
+    n: usize,
+) -> Option<(Duration, Duration)> {
+    let router = executor::api::router(ex.clone(), None);
+    let body = Bytes::from(serde_json::json!({ "code": HELLO }).to_string());
+    let job = job(
+        HELLO,
+        ex.args().default_memory_bytes,
+        ex.args().default_output_bytes,
+    );
+    let (fast, nagle) = (http_client(true), http_client(false));
+    for _ in 0..5 {
+        once(sandbox, &job).await;
+        oneshot(&router, &body).await;
+        timed_post(&fast, url, &body).await;
+        timed_post(&nagle, url, &body).await;
+    }
+    let mut runs = Interleaved::<4>::new();
+    let rounds = 10;
+    for _ in 0..rounds {
+        for i in 0..4 {
+            let wall = Instant::now();
+            for _ in 0..n.div_ceil(rounds) {
+                let d = match i {
+                    0 => once(sandbox, &job).await,
+                    1 => oneshot(&router, &body).await,
+                    2 => timed_post(&fast, url, &body).await,
+                    _ => timed_post(&nagle, url, &body).await,
+                };
+                runs.samples[i].push(d);
+            }
+            runs.walls[i] += wall.elapsed();
+        }
+    }
+    let [inproc, routed, http, slow] = runs.figures();
+    println!("\n### The HTTP gap (`print('hi')`, {n} runs each, interleaved)\n");
+    println!("| path | median ms | p99 ms | added to in-process (median) |");
+    println!("|---|---|---|---|");
+    for (label, f) in [
+        ("`Sandbox::execute` in-process", &inproc),
+        (
+            "the executor's router, no socket (axum, JSON, admission)",
+            &routed,
+        ),
+        (
+            "HTTP/1.1 over loopback, client `TCP_NODELAY` (curl, the gateway)",
+            &http,
+        ),
+        (
+            "HTTP/1.1 over loopback, client with Nagle (hyper's default)",
+            &slow,
+        ),
+    ] {
+        println!(
+            "| {label} | {} | {} | {} ms |",
+            ms(f.median),
+            ms(f.p99),
+            ms(f.median.saturating_sub(inproc.median))
+        );
+    }
+    Some((inproc.median, http.median))
+}
+
+/// Resident memory per run in flight, with and without the pool: a
+/// `print('hi')` held by a short sleep, and the worst case the limits allow
+/// (the largest memory, filled, and the largest output on both streams).
+async fn memory(ex: &executor::Executor) {
+    let args = ex.args();
+    let k = args.concurrency().max(2);
+    let max_mem = args.max_memory_bytes;
+    let out = args.max_output_bytes;
+    let hello = job(
+        "print('hi')\nimport time\ntime.sleep(0.3)",
+        args.default_memory_bytes,
+        args.default_output_bytes,
+    );
+    // The interpreter's own heap is ~20 MiB of the memory: fill the rest.
+    let worst_code = format!(
+        "import sys, time\nbuf = bytearray({fill})\nsys.stdout.write('o' * {out})\nsys.stderr.write('e' * {out})\ntime.sleep(0.3)",
+        fill = max_mem.saturating_sub(48 << 20),
+    );
+    let worst = job(&worst_code, max_mem, out);
+    println!(
+        "\n### Memory per run ({k} runs in flight at once; resident set of this process, sampled every 2 ms)\n"
+    );
+    println!(
+        "| run | allocation | idle before MiB | peak MiB | per run MiB | idle after MiB | runs per GiB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (label, j) in [
+        ("`print('hi')` (held 0.3 s)", &hello),
+        (
+            "worst case: memory filled to the max, max output on both streams",
+            &worst,
+        ),
+    ] {
+        for (how, pool) in [
+            ("pooling", executor::runtimes::python::pool_options(args)),
+            ("on demand", None),
+        ] {
+            let sandbox = load_pooled(ex, true, pool).await;
+            let (before, peak, after) = resident(&sandbox, j, k).await;
+            let per_run = peak.saturating_sub(before) / k as u64;
+            println!(
+                "| {label} | {how} | {} | {} | {} | {} | {:.0} |",
+                mib(before),
+                mib(peak),
+                mib(per_run),
+                mib(after),
+                f64::from(1 << 30) / per_run.max(1) as f64
+            );
+        }
+    }
 }

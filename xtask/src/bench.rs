@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: runs `gateway/benches/runbox.rs` (release build, the
-//! guest compiled ahead of time) and writes its figures into
+//! `cargo xtask bench`: runs `gateway/benches/runbox.rs` and
+//! `executor/benches/startup.rs` (release builds, the guest compiled ahead of
+//! time) and writes its figures into
 //! `docs/benchmarks.md` between the generated-section markers.
 
 use std::process::Stdio;
@@ -31,7 +32,20 @@ pub fn run(paths: &Paths, iterations: usize) -> Result<()> {
     if !output.status.success() {
         bail!("the benchmark failed: {}", output.status);
     }
-    let figures = String::from_utf8(output.stdout).context("benchmark output is UTF-8")?;
+    let mut figures = String::from_utf8(output.stdout).context("benchmark output is UTF-8")?;
+
+    let mut startup = cargo(paths);
+    startup
+        .args(["bench", "--package", "executor", "--bench", "startup", "--", "10"])
+        .stdout(Stdio::piped());
+    runtime_env(&mut startup, paths);
+    eprintln!("xtask: measuring start-up (10 starts)");
+    let output = startup.spawn()?.wait_with_output()?;
+    if !output.status.success() {
+        bail!("the start-up benchmark failed: {}", output.status);
+    }
+    figures.push('\n');
+    figures.push_str(&String::from_utf8(output.stdout).context("benchmark output is UTF-8")?);
     print!("{figures}");
 
     let doc_path = paths.root.join("docs").join("benchmarks.md");

@@ -128,12 +128,18 @@ fn run(paths: &Paths, args: &[String]) -> Result<()> {
 }
 
 /// Compiles the guest ahead of time into the AOT cache with the executor
-/// binary of `profile` (a no-op when the cached artifact is current).
+/// binary of `profile` (a no-op when the cached artifact is current), for
+/// the CPU target every process xtask starts inherits: `EXECUTOR_CPU_TARGET`
+/// from the environment, else the executor's default.
 pub(crate) fn precompile(paths: &Paths, profile: &str) -> Result<()> {
     let mut cmd = Command::new(paths.target_dir.join(profile).join("executor"));
     cmd.arg("precompile");
     runtime_env(&mut cmd, paths);
-    status(&mut cmd, "compiling the guest ahead of time (cached)")
+    let target = std::env::var("EXECUTOR_CPU_TARGET").unwrap_or_else(|_| "the default CPU target".into());
+    status(
+        &mut cmd,
+        &format!("compiling the guest ahead of time for {target} (cached)"),
+    )
 }
 
 /// An offline check script of the repo (`bash <script>`), with the cache dir.

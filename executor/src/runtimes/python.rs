@@ -34,6 +34,8 @@ impl Python {
             cache_dir: args.cache_dir(),
             epoch_tick: Duration::from_millis(args.epoch_tick_ms),
             meter_fuel: true,
+            cpu_target: args.cpu_target,
+            tuning: sandbox::Tuning::default(),
             clock_resolution: Duration::from_micros(args.clock_resolution_us),
             pool: pool_options(args),
         };
@@ -83,8 +85,8 @@ fn precompile(args: &RuntimeArgs) -> Result<PathBuf, SandboxError> {
         .cache_dir()
         .ok_or_else(|| SandboxError::Load("precompile needs a cache directory (--cache-dir)".to_owned()))?;
     // The pool is a runtime setting: the artifact is the same without it.
-    let engine = sandbox::engine(true, None)?;
-    sandbox::precompile(&engine, &args.guest_wasm, &dir)
+    let engine = sandbox::engine_for(args.cpu_target, true, None)?;
+    sandbox::precompile(&engine, args.cpu_target, &args.guest_wasm, &dir)
 }
 
 /// The instance pool `args` ask for: one slot per admitted run

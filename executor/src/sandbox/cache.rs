@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::{SandboxError, load_err};
+use super::{CpuTarget, SandboxError, load_err};
 
 /// Where the compiled component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -23,7 +23,9 @@ pub enum CacheOutcome {
     Uncached,
 }
 
-/// The file name of the artifact for this guest under this engine.
+/// The file name of the artifact for this guest under this engine: the
+/// engine's settings (its CPU target's features among them) are in the name,
+/// so an artifact for another target is another file, never a wrong one.
 pub fn artifact_name(engine: &Engine, wasm: &[u8]) -> String {
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
@@ -33,10 +35,12 @@ pub fn artifact_name(engine: &Engine, wasm: &[u8]) -> String {
 }
 
 /// Loads the component from `cache_dir` if an artifact for it exists, else
-/// compiles it (and stores the artifact when a cache dir is given). Also
+/// compiles it (and stores the artifact when a cache dir is given), saying
+/// so: a start without the artifact for `target` takes ~15 s (2 cores). Also
 /// returns the artifact file the component is mapped from, if it is.
 pub(super) fn load_component(
     engine: &Engine,
+    target: CpuTarget,
     guest: &Path,
     cache_dir: Option<&Path>,
 ) -> Result<(Component, CacheOutcome, Option<PathBuf>), SandboxError> {
@@ -61,6 +65,13 @@ pub(super) fn load_component(
             Err(e) if e.to_string().contains("pooling allocator") => return Err(e),
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached artifact"),
         }
+    } else {
+        tracing::warn!(
+            path = %path.display(),
+            cpu_target = %target,
+            "no precompiled artifact for EXECUTOR_CPU_TARGET={target}; compiling the guest now \
+             (~15 s on 2 cores; `executor precompile` with the same settings makes one)"
+        );
     }
     let compiled = engine.precompile_component(&wasm).map_err(load_err)?;
     store(&path, &compiled);
@@ -71,14 +82,23 @@ pub(super) fn load_component(
     ))
 }
 
-/// Compiles the guest into the cache ahead of time (for images and CI).
-pub fn precompile(engine: &Engine, guest: &Path, cache_dir: &Path) -> Result<PathBuf, SandboxError> {
+/// Compiles the guest into the cache ahead of time (for images and CI), for
+/// `target` (the engine's), which need not be this host's: an existing
+/// artifact is checked by loading it only where it can run.
+pub fn precompile(
+    engine: &Engine,
+    target: CpuTarget,
+    guest: &Path,
+    cache_dir: &Path,
+) -> Result<PathBuf, SandboxError> {
     let wasm = std::fs::read(guest).map_err(|source| SandboxError::ReadGuest {
         path: guest.to_owned(),
         source,
     })?;
     let path = cache_dir.join(artifact_name(engine, &wasm));
-    if !path.is_file() || deserialize(engine, &path).is_err() {
+    let usable = path.is_file() && (!target.runs_here() || deserialize(engine, &path).is_ok());
+    if !usable {
+        tracing::info!(path = %path.display(), cpu_target = %target, "compiling the guest ahead of time");
         let compiled = engine.precompile_component(&wasm).map_err(load_err)?;
         std::fs::create_dir_all(cache_dir).map_err(load_err)?;
         write_atomically(&path, &compiled).map_err(load_err)?;
@@ -126,7 +146,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{PoolOptions, engine};
+    use crate::sandbox::{PoolOptions, engine, engine_for};
 
     #[test]
     fn the_pool_does_not_change_the_artifact() {
@@ -134,5 +154,45 @@ mod tests {
         let name = |pool| artifact_name(&engine(true, pool).unwrap(), b"guest");
         assert_eq!(name(None), name(Some(&pool)));
         assert_ne!(name(None), artifact_name(&engine(false, None).unwrap(), b"guest"));
+    }
+
+    /// An artifact compiled for one CPU target is never found under another:
+    /// the target's features are part of the engine's compatibility hash.
+    /// (`native` names what this host has, which is a level's name on a CPU
+    /// of exactly that level.)
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_cpu_target_names_the_artifact() {
+        let name = |t| artifact_name(&engine_for(t, true, None).unwrap(), b"guest");
+        let (v2, v3) = (name(CpuTarget::X86_64V2), name(CpuTarget::X86_64V3));
+        assert_ne!(v2, v3);
+        assert_eq!(v2, name(CpuTarget::X86_64V2));
+        assert_eq!(v3, name(CpuTarget::X86_64V3));
+        assert_eq!(name(CpuTarget::Native), name(CpuTarget::Native));
+        assert_eq!(v2, artifact_name(&engine(true, None).unwrap(), b"guest"));
+    }
+
+    /// Code generation levers change the code, so they name another artifact.
+    #[test]
+    fn the_tuning_names_the_artifact() {
+        use crate::sandbox::{Tuning, engine_tuned};
+        let name = |t| {
+            artifact_name(
+                &engine_tuned(CpuTarget::default(), true, t, None).unwrap(),
+                b"guest",
+            )
+        };
+        let production = name(Tuning::default());
+        assert_eq!(production, artifact_name(&engine(true, None).unwrap(), b"guest"));
+        let inlined = Tuning {
+            inlining: true,
+            ..Tuning::default()
+        };
+        let eager = Tuning {
+            table_lazy_init: false,
+            ..Tuning::default()
+        };
+        assert_ne!(production, name(inlined));
+        assert_ne!(production, name(eager));
     }
 }

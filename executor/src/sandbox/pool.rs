@@ -18,6 +18,10 @@ pub struct PoolOptions {
     /// each run's own `memory_bytes` is enforced below it by the store's
     /// limiter.
     pub max_memory_bytes: u64,
+    /// Bytes at the start of each freed linear memory reset by `memset`
+    /// (staying resident) rather than given back with `madvise`
+    /// ([`LINEAR_MEMORY_KEEP_RESIDENT`] unless a benchmark compares others).
+    pub keep_resident: usize,
 }
 
 /// Bytes of each linear memory reset with `memset` (or copied back from the
@@ -40,6 +44,7 @@ impl PoolOptions {
         PoolOptions {
             slots,
             max_memory_bytes,
+            keep_resident: LINEAR_MEMORY_KEEP_RESIDENT,
         }
     }
 
@@ -79,7 +84,7 @@ impl PoolOptions {
             // Slots cycle through the ones last used: the set of warm
             // slots (and their resident pages) is the peak concurrency.
             .max_unused_warm_slots(0)
-            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+            .linear_memory_keep_resident(self.keep_resident)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
             // Never scan the page map to skip resetting pages it reports
             // clean: a swapped-out dirty page could then keep one run's data
@@ -111,7 +116,7 @@ mod tests {
     async fn a_reused_slot_is_the_image_and_zeros_to_the_byte() {
         let pool = PoolOptions {
             slots: 1,
-            max_memory_bytes: 8 << 20,
+            ..PoolOptions::for_concurrency(0, 8 << 20)
         };
         let engine = crate::sandbox::engine(false, Some(&pool)).unwrap();
         let module = Module::new(&engine, SEEDED).unwrap();

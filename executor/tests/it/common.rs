@@ -38,6 +38,8 @@ pub async fn load(pool: Option<PoolOptions>) -> Sandbox {
         cache_dir: cache_dir(),
         epoch_tick: Duration::from_millis(5),
         meter_fuel: true,
+        cpu_target: Default::default(),
+        tuning: Default::default(),
         clock_resolution: executor::sandbox::clock::DEFAULT_RESOLUTION,
         pool,
     };

@@ -14,7 +14,7 @@ async fn one_slot() -> &'static Sandbox {
         let max = server_defaults().max_memory_bytes;
         load(Some(PoolOptions {
             slots: 1,
-            max_memory_bytes: max,
+            ..PoolOptions::for_concurrency(0, max)
         }))
         .await
     })
@@ -129,11 +129,10 @@ async fn a_pool_too_small_for_the_guest_is_a_load_error_naming_the_setting() {
         cache_dir: cache_dir(),
         epoch_tick: std::time::Duration::from_millis(5),
         meter_fuel: true,
+        cpu_target: Default::default(),
+        tuning: Default::default(),
         clock_resolution: executor::sandbox::clock::DEFAULT_RESOLUTION,
-        pool: Some(PoolOptions {
-            slots: 2,
-            max_memory_bytes: 1 << 20,
-        }),
+        pool: Some(PoolOptions::for_concurrency(1, 1 << 20)),
     };
     let err = Sandbox::load(&guest_wasm(), &opts)
         .await
