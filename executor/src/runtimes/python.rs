@@ -72,7 +72,28 @@ impl Runtime for Python {
     }
 
     fn execute<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<Outcome, SandboxError>> {
-        self.sandbox.execute(job).boxed()
+        off_the_workers(self.sandbox.execute(job)).boxed()
+    }
+}
+
+/// Runs a guest to its end on this thread, as a blocking section: a run is
+/// CPU-bound from start to end (1–2 ms for a hello, seconds for a loop) and
+/// yields to tokio only when the guest sleeps. Polled on a worker like any
+/// future, it holds that worker and everything queued on it, the wake-up of
+/// the next admitted run included (tokio's LIFO slot cannot be stolen), so
+/// two runs took turns on a 2-core machine instead of using both cores
+/// (`docs/benchmarks.md`, "Throughput"). `block_in_place` hands the
+/// worker's queue to another thread first. Admission still bounds the runs
+/// (the handler's future is inside this call until the run ends, so its
+/// slot is held), and the deadline still ends a run. On a current-thread
+/// runtime (tests) the future is simply awaited.
+async fn off_the_workers<F: std::future::Future>(run: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(run))
+        }
+        _ => run.await,
     }
 }
 
