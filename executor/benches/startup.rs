@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -96,20 +97,9 @@ fn precompile(cache: &Path) -> Duration {
     t0.elapsed()
 }
 
-/// The real interpreter behind `python3` (resolving pyenv-style shims, which
-/// would otherwise add a shell script to every start).
-fn python() -> Option<String> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-    (!path.is_empty()).then_some(path)
-}
-
 /// A native `python3 -I -S -c pass`, start to exit (the other benchmarks'
 /// yardstick: the cheapest start CPython has).
-fn native_start(python: &str) -> Option<Duration> {
+fn native_start(python: &OsStr) -> Option<Duration> {
     let t0 = Instant::now();
     let out = Command::new(python)
         .args(["-I", "-S", "-c", "pass"])
@@ -155,7 +145,7 @@ async fn main() {
     eprintln!("startup: `executor precompile` into an empty cache");
     let compile = precompile(&temp.path().join("compile-only"));
     // Warm the page cache for python3 first, as the executor's binary is.
-    let python = python();
+    let python = testkit::process::real_python3();
     let native: Vec<Duration> = python
         .iter()
         .flat_map(|p| (0..=n).filter_map(|_| native_start(p)).skip(1))

@@ -197,9 +197,6 @@ pub struct Sandbox {
     /// One permit per pool slot: a run waits for a slot rather than fail
     /// when all are taken (`None` without pooling).
     slots: Option<Arc<Semaphore>>,
-    /// The image the component's code is mapped from, and the file behind
-    /// it, to tell its memory images apart in `/proc/self/maps`.
-    image: (std::ops::Range<usize>, Option<PathBuf>),
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -212,27 +209,20 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// [`engine_for`] the default [`CpuTarget`] (for tests and tools).
+/// [`engine_for`] the default [`CpuTarget`] and [`Tuning`] (for tests and
+/// tools).
 pub fn engine(meter_fuel: bool, pool: Option<&PoolOptions>) -> Result<Engine, SandboxError> {
-    engine_for(CpuTarget::default(), meter_fuel, pool)
+    engine_for(CpuTarget::default(), meter_fuel, Tuning::default(), pool)
 }
 
 /// The engine configuration every artifact is compiled for: code for
-/// `target`'s CPU features, allocating from `pool` when given. The target is
-/// part of the artifact's cache key; the pool is a runtime setting and
-/// changes neither the compiled code nor the key. Building an engine for a
-/// target this host lacks succeeds (`executor precompile` may compile for
-/// other nodes); loading code with it does not (see [`CpuTarget::check_host`]).
+/// `target`'s CPU features with `tuning`'s levers, allocating from `pool`
+/// when given. The target and the tuning are part of the artifact's cache
+/// key; the pool is a runtime setting and changes neither the compiled code
+/// nor the key. Building an engine for a target this host lacks succeeds
+/// (`executor precompile` may compile for other nodes); loading code with it
+/// does not (see [`CpuTarget::check_host`]).
 pub fn engine_for(
-    target: CpuTarget,
-    meter_fuel: bool,
-    pool: Option<&PoolOptions>,
-) -> Result<Engine, SandboxError> {
-    engine_tuned(target, meter_fuel, Tuning::default(), pool)
-}
-
-/// [`engine_for`] with code generation levers other than the defaults.
-pub fn engine_tuned(
     target: CpuTarget,
     meter_fuel: bool,
     tuning: Tuning,
@@ -289,13 +279,50 @@ fn fit(component: &Component) -> Result<(u32, u32), SandboxError> {
     Ok((needs.num_memories, needs.num_tables))
 }
 
+/// Where the compiled component lives in this process, to tell its memory
+/// images apart in `/proc/self/maps` at load.
+struct Image {
+    /// The address range of the component's code.
+    code: std::ops::Range<usize>,
+    /// The artifact file it is mapped from, if it is.
+    file: Option<PathBuf>,
+}
+
+impl Image {
+    /// Mappings of the guest's memory images in this process: mappings of
+    /// the artifact (or of wasmtime's anonymous image file) outside the
+    /// component's code. Empty where `/proc/self/maps` cannot be read.
+    fn mappings(&self) -> Vec<String> {
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return Vec::new();
+        };
+        let file = self.file.as_ref().map(|f| f.to_string_lossy().into_owned());
+        maps.lines()
+            .filter(|line| {
+                let mut fields = line.splitn(6, ' ');
+                let range = fields.next().unwrap_or("");
+                let path = fields.nth(4).unwrap_or("").trim_start();
+                let start = range
+                    .split('-')
+                    .next()
+                    .and_then(|s| usize::from_str_radix(s, 16).ok())
+                    .unwrap_or(0);
+                let ours = path.starts_with("/memfd:wasm-memory-image")
+                    || file.as_deref().is_some_and(|f| path == f);
+                ours && !self.code.contains(&start)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 impl Sandbox {
     /// Loads the guest component at `guest`, from the AOT cache when possible,
     /// and runs a warm-up snippet so a returned sandbox is known to work.
     pub async fn load(guest: &Path, opts: &EngineOptions) -> Result<Sandbox, SandboxError> {
         let pool = opts.pool.as_ref();
         opts.cpu_target.check_host()?;
-        let engine = engine_tuned(opts.cpu_target, opts.meter_fuel, opts.tuning, pool)?;
+        let engine = engine_for(opts.cpu_target, opts.meter_fuel, opts.tuning, pool)?;
         // Reading and compiling are blocking work: keep them off the runtime.
         let (component, cache, mapped) = {
             let (engine, guest, dir) = (engine.clone(), guest.to_owned(), opts.cache_dir.clone());
@@ -311,9 +338,11 @@ impl Sandbox {
             })?
         };
         let (memories, tables) = fit(&component)?;
-        let image = component.image_range();
-        let mapped = mapped.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
-        let image = (image.start as usize..image.end as usize, mapped);
+        let code = component.image_range();
+        let image = Image {
+            code: code.start as usize..code.end as usize,
+            file: mapped.map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
+        };
         let mut linker = Linker::<Guest>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(load_err)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(load_err)?;
@@ -336,9 +365,8 @@ impl Sandbox {
                 tables,
             },
             slots: pool.map(|p| Arc::new(Semaphore::new(p.slots.max(1) as usize))),
-            image,
         };
-        let (version, missing, cow) = sandbox.introspect().await.map_err(|e| match (pool, e) {
+        let (version, missing, cow) = sandbox.introspect(&image).await.map_err(|e| match (pool, e) {
             (Some(p), SandboxError::Instantiate(e)) => p.too_small(e),
             (_, e) => e,
         })?;
@@ -365,33 +393,6 @@ impl Sandbox {
                 .map(Some)
                 .map_err(|e| SandboxError::Instantiate(format!("pool closed: {e}"))),
         }
-    }
-
-    /// Mappings of the guest's memory images in this process: mappings of
-    /// the artifact (or of wasmtime's anonymous image file) outside the
-    /// component's code. Empty where `/proc/self/maps` cannot be read.
-    fn image_mappings(&self) -> Vec<String> {
-        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-            return Vec::new();
-        };
-        let (code, file) = &self.image;
-        let file = file.as_ref().map(|f| f.to_string_lossy().into_owned());
-        maps.lines()
-            .filter(|line| {
-                let mut fields = line.splitn(6, ' ');
-                let range = fields.next().unwrap_or("");
-                let path = fields.nth(4).unwrap_or("").trim_start();
-                let start = range
-                    .split('-')
-                    .next()
-                    .and_then(|s| usize::from_str_radix(s, 16).ok())
-                    .unwrap_or(0);
-                let ours = path.starts_with("/memfd:wasm-memory-image")
-                    || file.as_deref().is_some_and(|f| path == f);
-                ours && !code.contains(&start)
-            })
-            .map(str::to_owned)
-            .collect()
     }
 
     /// `sys.version` of the guest interpreter.
@@ -522,7 +523,7 @@ impl Sandbox {
 
     /// Runs the guest's introspection exports in a throwaway store, and
     /// looks, while its instance lives, for the memory image mapped into it.
-    async fn introspect(&self) -> Result<(String, Vec<String>, bool), SandboxError> {
+    async fn introspect(&self, image: &Image) -> Result<(String, Vec<String>, bool), SandboxError> {
         let _slot = self.slot().await?;
         let job = Job {
             code: String::new(),
@@ -538,9 +539,9 @@ impl Sandbox {
         let (out, err) = (CappedOutput::new(1 << 16), CappedOutput::new(1 << 16));
         let mut store = self.new_store(&job, &out, &err)?;
         let inst = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
-        let before = self.image_mappings();
+        let before = image.mappings();
         let instance = self.pre.instantiate_async(&mut store).await.map_err(inst)?;
-        let cow = self.image_mappings().iter().any(|m| !before.contains(m));
+        let cow = image.mappings().iter().any(|m| !before.contains(m));
         let version = instance.call_python_version(&mut store).await.map_err(inst)?;
         let missing = instance.call_missing_modules(&mut store).await.map_err(inst)?;
         Ok((version, missing, cow))

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::ffi::OsStr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -71,10 +72,7 @@ async fn http_case(client: &HttpClient, url: &str, code: &str, n: usize, workers
     let mut samples = Vec::with_capacity(n);
     let wall = Instant::now();
     for _ in 0..n {
-        let t = Instant::now();
-        let (status, _) = post(client, url, &body).await;
-        assert_eq!(status, 200);
-        samples.push(t.elapsed());
+        samples.push(timed_post(client, url, &body).await);
     }
     let seq = figures(samples, wall.elapsed());
     let wall = Instant::now();
@@ -118,28 +116,14 @@ async fn in_process(sandbox: &executor::sandbox::Sandbox, code: &str, n: usize) 
     let mut samples = Vec::with_capacity(n);
     let wall = Instant::now();
     for _ in 0..n {
-        let t = Instant::now();
-        let outcome = sandbox.execute(&job).await.unwrap();
-        assert_eq!(outcome.status, Status::Ok);
-        samples.push(t.elapsed());
+        samples.push(once(sandbox, &job).await);
     }
     figures(samples, wall.elapsed())
 }
 
-/// The real interpreter behind `python3` (resolving pyenv-style shims, which
-/// would otherwise add a shell script to every spawn).
-fn python() -> Option<String> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-    (!path.is_empty()).then_some(path)
-}
-
 /// A native `python3 -I -S` process spawned per execution (isolated mode,
 /// no `site`: the cheapest start CPython has, the goals' yardstick).
-fn native(python: &str, code: &str, n: usize) -> Figures {
+fn native(python: &OsStr, code: &str, n: usize) -> Figures {
     let mut samples = Vec::with_capacity(n);
     let wall = Instant::now();
     for _ in 0..n {
@@ -157,7 +141,7 @@ fn native(python: &str, code: &str, n: usize) -> Figures {
 
 /// Native CPython's time for `code` alone: one process runs it `n` times and
 /// reports each run's `perf_counter` duration (no process start-up).
-fn native_compute(python: &str, code: &str, n: usize) -> Figures {
+fn native_compute(python: &OsStr, code: &str, n: usize) -> Figures {
     let harness = format!(
         "import io, sys, time\ncode = compile({code:?}, 'main.py', 'exec')\nout = sys.stdout\nfor _ in range({n}):\n    sys.stdout = io.StringIO()\n    t = time.perf_counter()\n    exec(code, {{'__name__': '__main__'}})\n    d = time.perf_counter() - t\n    sys.stdout = out\n    print(d)\n"
     );
@@ -315,13 +299,16 @@ async fn once(sandbox: &executor::sandbox::Sandbox, job: &Job) -> Duration {
     t.elapsed()
 }
 
-/// `print('hi')` in each sandbox, interleaved.
-async fn hello_in<const N: usize>(sandboxes: [&executor::sandbox::Sandbox; N], n: usize) -> [Figures; N] {
-    let job = job(HELLO, 256 << 20, 1 << 16);
+/// `job` in each sandbox, interleaved (after 5 runs each to warm up).
+async fn interleaved<const N: usize>(
+    sandboxes: [&executor::sandbox::Sandbox; N],
+    job: &Job,
+    n: usize,
+) -> [Figures; N] {
     let mut runs = Interleaved::<N>::new();
     for sandbox in sandboxes {
         for _ in 0..5 {
-            once(sandbox, &job).await;
+            once(sandbox, job).await;
         }
     }
     let rounds = 10;
@@ -329,12 +316,17 @@ async fn hello_in<const N: usize>(sandboxes: [&executor::sandbox::Sandbox; N], n
         for (i, sandbox) in sandboxes.iter().enumerate() {
             let wall = Instant::now();
             for _ in 0..n.div_ceil(rounds) {
-                runs.samples[i].push(once(sandbox, &job).await);
+                runs.samples[i].push(once(sandbox, job).await);
             }
             runs.walls[i] += wall.elapsed();
         }
     }
     runs.figures()
+}
+
+/// `print('hi')` in each sandbox, interleaved.
+async fn hello_in<const N: usize>(sandboxes: [&executor::sandbox::Sandbox; N], n: usize) -> [Figures; N] {
+    interleaved(sandboxes, &job(HELLO, 256 << 20, 1 << 16), n).await
 }
 
 /// This process's resident set, bytes.
@@ -419,7 +411,7 @@ async fn main() {
         .unwrap_or("?")
         .to_owned();
     let exec_url = format!("http://{exec_addr}/execute");
-    let python = python();
+    let python = testkit::process::real_python3();
 
     // `RUNBOX_BENCH_PROFILE=hello|http`: only that loop, for a profiler
     // (`perf record -g target/release/deps/runbox-… 3000`).
@@ -438,7 +430,7 @@ async fn main() {
     }
 
     // The yardstick of the goals, timed first and again at the end.
-    let native_hello = python.as_deref().map(|p| native(p, HELLO, n.min(200)));
+    let native_hello = python.map(|p| native(p, HELLO, n.min(200)));
 
     println!("### Executions ({n} per case, sequential; guest CPython {python_version})\n");
     println!(
@@ -448,7 +440,7 @@ async fn main() {
     let mut ratios = Vec::new();
     let mut hello = None;
     for (label, code) in [("`print('hi')`", HELLO), ("CPU loop (300k iterations)", CPU)] {
-        let native = python.as_deref().map(|p| native(p, code, n.min(200)));
+        let native = python.map(|p| native(p, code, n.min(200)));
         let inproc = in_process(&sandbox, code, n).await;
         let (http, http_rate) = http_case(&client, &exec_url, code, n, cpus).await;
         for (how, f) in [("in-process", &inproc), ("HTTP", &http)] {
@@ -483,7 +475,7 @@ async fn main() {
     let cpu_n = n.min(100);
     let metered_cpu = in_process(&sandbox, CPU, cpu_n).await;
     let unmetered_cpu = in_process(&unmetered, CPU, cpu_n).await;
-    let native_cpu = python.as_deref().map(|p| native_compute(p, CPU, cpu_n));
+    let native_cpu = python.map(|p| native_compute(p, CPU, cpu_n));
     drop(unmetered);
     println!("\n### Where CPU-bound time goes (CPU loop, in-process, {cpu_n} runs each)\n");
     println!("| configuration | median ms | vs native |");
@@ -552,7 +544,7 @@ async fn main() {
     );
 
     // The goals, as ratios against yardsticks timed in this run.
-    let native_again = python.as_deref().map(|p| native(p, HELLO, n.min(200)));
+    let native_again = python.map(|p| native(p, HELLO, n.min(200)));
     println!("\n### Goals (ratios within this run)\n");
     println!("| goal | measured | target | met |");
     println!("|---|---|---|---|");
@@ -656,22 +648,7 @@ async fn levers(ex: &executor::Executor, n: usize) -> Duration {
         sandboxes.push(load_tuned(ex, true, tuning, pool).await);
     }
     let all = [&sandboxes[0], &sandboxes[1], &sandboxes[2], &sandboxes[3]];
-    let cpu_n = n.min(100);
-    let cpu_job = job(CPU, 256 << 20, 1 << 16);
-    let mut cpu = Interleaved::<4>::new();
-    for s in all {
-        once(s, &cpu_job).await;
-    }
-    for _ in 0..10 {
-        for (i, s) in all.into_iter().enumerate() {
-            let wall = Instant::now();
-            for _ in 0..cpu_n.div_ceil(10) {
-                cpu.samples[i].push(once(s, &cpu_job).await);
-            }
-            cpu.walls[i] += wall.elapsed();
-        }
-    }
-    let cpu = cpu.figures();
+    let cpu = interleaved(all, &job(CPU, 256 << 20, 1 << 16), n.min(100)).await;
     let hello = hello_in(all, n).await;
     println!("\n### Code generation levers (fuel metering on, interleaved)\n");
     println!("| setting | CPU loop median ms | vs production | `print('hi')` median ms | vs production |");

@@ -62,21 +62,26 @@ pub fn baseline() -> Spawn {
     if std::env::var_os("BASELINE_PYTHON").is_some() {
         return spawn;
     }
-    spawn.env("BASELINE_PYTHON", real_python3())
+    spawn.env("BASELINE_PYTHON", real_python3().unwrap_or(OsStr::new("python3")))
 }
 
-fn real_python3() -> &'static OsStr {
-    static PYTHON: OnceLock<OsString> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .map_or_else(|| OsString::from("python3"), OsString::from)
-    })
+/// The interpreter behind `python3` (`sys.executable`, resolving a version
+/// manager's shim, which would otherwise add a shell script to every spawn);
+/// `None` when `python3` does not run.
+pub fn real_python3() -> Option<&'static OsStr> {
+    static PYTHON: OnceLock<Option<OsString>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .map(OsString::from)
+        })
+        .as_deref()
 }
 
 impl Spawn {

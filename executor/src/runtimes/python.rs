@@ -106,7 +106,7 @@ fn precompile(args: &RuntimeArgs) -> Result<PathBuf, SandboxError> {
         .cache_dir()
         .ok_or_else(|| SandboxError::Load("precompile needs a cache directory (--cache-dir)".to_owned()))?;
     // The pool is a runtime setting: the artifact is the same without it.
-    let engine = sandbox::engine_for(args.cpu_target, true, None)?;
+    let engine = sandbox::engine_for(args.cpu_target, true, sandbox::Tuning::default(), None)?;
     sandbox::precompile(&engine, args.cpu_target, &args.guest_wasm, &dir)
 }
 

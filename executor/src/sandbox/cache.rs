@@ -146,7 +146,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{PoolOptions, engine, engine_for};
+    use crate::sandbox::{PoolOptions, Tuning, engine, engine_for};
 
     #[test]
     fn the_pool_does_not_change_the_artifact() {
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_cpu_target_names_the_artifact() {
-        let name = |t| artifact_name(&engine_for(t, true, None).unwrap(), b"guest");
+        let name = |t| artifact_name(&engine_for(t, true, Tuning::default(), None).unwrap(), b"guest");
         let (v2, v3) = (name(CpuTarget::X86_64V2), name(CpuTarget::X86_64V3));
         assert_ne!(v2, v3);
         assert_eq!(v2, name(CpuTarget::X86_64V2));
@@ -175,10 +175,9 @@ mod tests {
     /// Code generation levers change the code, so they name another artifact.
     #[test]
     fn the_tuning_names_the_artifact() {
-        use crate::sandbox::{Tuning, engine_tuned};
         let name = |t| {
             artifact_name(
-                &engine_tuned(CpuTarget::default(), true, t, None).unwrap(),
+                &engine_for(CpuTarget::default(), true, t, None).unwrap(),
                 b"guest",
             )
         };
