@@ -3,14 +3,25 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::files::{InputFile, OutputFile};
 use crate::limits::{LimitRequest, Limits};
 
 /// A snippet to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct ExecuteRequest {
-    /// Source code, run as `__main__` (file name `main.py` for Python).
-    pub code: String,
+    /// Source code, run as `__main__`: the content of the entry file
+    /// (`main.py` unless `entry` names another). Optional when `files` hold
+    /// the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Files placed in the working directory (`/sandbox`) before the run;
+    /// files beside the entry import as modules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<InputFile>>,
+    /// The file to run, relative to the working directory; `main.py` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     /// What `input()` / `sys.stdin` read; EOF after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
@@ -32,9 +43,15 @@ impl ExecuteRequest {
     /// A request for `code` with everything else defaulted.
     pub fn code(code: impl Into<String>) -> ExecuteRequest {
         ExecuteRequest {
-            code: code.into(),
+            code: Some(code.into()),
             ..ExecuteRequest::default()
         }
+    }
+
+    /// The same request with `files` in its working directory.
+    pub fn with_files(mut self, files: Vec<InputFile>) -> ExecuteRequest {
+        self.files = Some(files);
+        self
     }
 }
 
@@ -170,6 +187,9 @@ impl LimitHit {
 pub struct Truncated {
     pub stdout: bool,
     pub stderr: bool,
+    /// Some output files were listed without content (`output_files_bytes`).
+    #[serde(default)]
+    pub files: bool,
 }
 
 /// The runtime that ran a request.
@@ -194,6 +214,9 @@ pub struct ExecuteResponse {
     /// What the snippet wrote, plus a `[runbox] …` line when a limit ended the run.
     pub stderr: String,
     pub truncated: Truncated,
+    /// Files under the working directory the run created or changed, by path.
+    #[serde(default)]
+    pub files: Vec<OutputFile>,
     /// Wall-clock time of the run.
     pub duration_ms: f64,
     /// Fuel burnt; `null` after a timeout, where it is not exact.
@@ -232,10 +255,24 @@ mod tests {
     #[test]
     fn requests_reject_unknown_fields_and_accept_nulls() {
         assert!(serde_json::from_str::<ExecuteRequest>(r#"{"code": "1", "cod": 1}"#).is_err());
-        assert!(serde_json::from_str::<ExecuteRequest>(r#"{"stdin": "x"}"#).is_err());
-        let r: ExecuteRequest =
-            serde_json::from_str(r#"{"code": "1", "stdin": null, "args": null, "limits": null}"#).unwrap();
+        // `code` is optional on the wire (files may hold the entry); the
+        // executor refuses a request with neither.
+        assert_eq!(
+            serde_json::from_str::<ExecuteRequest>(r#"{"stdin": "x"}"#)
+                .unwrap()
+                .code,
+            None
+        );
+        let r: ExecuteRequest = serde_json::from_str(
+            r#"{"code": "1", "stdin": null, "args": null, "limits": null, "files": null, "entry": null}"#,
+        )
+        .unwrap();
         assert_eq!(r, ExecuteRequest::code("1"));
+        let files: ExecuteRequest = serde_json::from_str(
+            r#"{"files": [{"path": "main.py", "content": "print(1)"}], "entry": "main.py"}"#,
+        )
+        .unwrap();
+        assert_eq!((files.code, files.files.unwrap().len()), (None, 1));
     }
 
     #[test]
@@ -245,6 +282,7 @@ mod tests {
             fuel: 7,
             memory_bytes: 1024,
             output_bytes: 10,
+            files: Default::default(),
         };
         let hit = LimitHit::new(LimitKind::Timeout, &limits);
         assert_eq!((hit.value, hit.unit.as_str()), (500, "ms"));

@@ -9,6 +9,7 @@
 //!   the outcome [`Status`] and the [`LimitHit`] that ended or shaped a run.
 //! - [`error`]: the one error body, `{"error": {"code", "message"}, "id"}`,
 //!   and the [`ErrorCode`] enum behind its `code` and the metric labels.
+//! - [`files`]: files in and out of a run, and the rule for their paths.
 //! - [`limits`]: the per-run budgets a client may ask for and the policy
 //!   (defaults, maxima) a server resolves them against.
 //! - [`runtimes`]: `GET /runtimes`.
@@ -24,6 +25,7 @@ mod object;
 
 pub mod error;
 pub mod execute;
+pub mod files;
 pub mod headers;
 pub mod limits;
 pub mod openapi;
@@ -33,7 +35,8 @@ pub mod server;
 
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use execute::{ExecuteRequest, ExecuteResponse, LimitHit, LimitKind, RuntimeRef, Status, Truncated};
-pub use limits::{LimitPolicy, LimitRequest, LimitValues, Limits};
+pub use files::{Encoding, InputFile, OutputFile};
+pub use limits::{FileLimits, LimitPolicy, LimitRequest, LimitValues, Limits};
 pub use runtimes::{LimitSet, RuntimeInfo, RuntimesResponse};
 
 /// The runtime a request gets when it names none.

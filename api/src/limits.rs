@@ -48,6 +48,62 @@ pub struct LimitRequest {
     )]
     #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
     pub output_bytes: Option<NonZeroU64>,
+    /// Bytes the run's files may hold in all (contents and names), input files included; past it, writes fail with `ENOSPC`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "positive"
+    )]
+    #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub files_bytes: Option<NonZeroU64>,
+    /// Files and directories the run may have at once, input files included; past it, creating one fails with `ENOSPC`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "positive"
+    )]
+    #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub files_count: Option<NonZeroU64>,
+    /// Size of any one file, sparse or not; past it, a write or truncate fails with `EFBIG`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "positive"
+    )]
+    #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub file_bytes: Option<NonZeroU64>,
+    /// Files and directories the run may hold open at once; past it, `open` fails with `EDQUOT` (WASI 0.2 has no `EMFILE`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "positive"
+    )]
+    #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub open_files: Option<NonZeroU64>,
+    /// Longest path, in bytes, from the root; past it, `ENAMETOOLONG`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "positive"
+    )]
+    #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub path_bytes: Option<NonZeroU64>,
+    /// Deepest directory nesting below `/`; past it, `mkdir` and `open` fail with `ENAMETOOLONG`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "positive"
+    )]
+    #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub path_depth: Option<NonZeroU64>,
+    /// Bytes of file contents the response returns; files past it are listed without content and `truncated.files` is set.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "positive"
+    )]
+    #[schema(value_type = Option<u64>, format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub output_files_bytes: Option<NonZeroU64>,
 }
 
 object_only!(LimitRequest, "a JSON object (the limits)");
@@ -116,6 +172,52 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Cap on each of stdout and stderr, in bytes; the excess is dropped.
     pub output_bytes: u64,
+    /// The run's filesystem quotas.
+    pub files: FileLimits,
+}
+
+/// Quotas of a run's in-memory filesystem (see [`LimitRequest`] for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimits {
+    pub bytes: u64,
+    pub count: u64,
+    pub file_bytes: u64,
+    pub open: u64,
+    pub path_bytes: u64,
+    pub depth: u64,
+    pub output_bytes: u64,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        FileLimits::DEFAULT
+    }
+}
+
+impl FileLimits {
+    /// The executor's defaults (`EXECUTOR_DEFAULT_*` of each).
+    pub const DEFAULT: FileLimits = FileLimits {
+        bytes: 16 << 20,
+        count: 1024,
+        file_bytes: 16 << 20,
+        open: 128,
+        path_bytes: 1024,
+        depth: 32,
+        output_bytes: 1 << 20,
+    };
+
+    /// The executor's maxima (`EXECUTOR_MAX_*` of each).
+    /// Stored files are host memory the guest's memory limit does not
+    /// count: the executor's pod is sized for `concurrency × bytes` more.
+    pub const MAX: FileLimits = FileLimits {
+        bytes: 64 << 20,
+        count: 100_000,
+        file_bytes: 64 << 20,
+        open: 1024,
+        path_bytes: 4096,
+        depth: 128,
+        output_bytes: 16 << 20,
+    };
 }
 
 /// A set of limits as numbers on the wire (`GET /runtimes`).
@@ -125,6 +227,13 @@ pub struct LimitValues {
     pub fuel: u64,
     pub memory_bytes: u64,
     pub output_bytes: u64,
+    pub files_bytes: u64,
+    pub files_count: u64,
+    pub file_bytes: u64,
+    pub open_files: u64,
+    pub path_bytes: u64,
+    pub path_depth: u64,
+    pub output_files_bytes: u64,
 }
 
 impl From<Limits> for LimitValues {
@@ -134,6 +243,13 @@ impl From<Limits> for LimitValues {
             fuel: l.fuel,
             memory_bytes: l.memory_bytes,
             output_bytes: l.output_bytes,
+            files_bytes: l.files.bytes,
+            files_count: l.files.count,
+            file_bytes: l.files.file_bytes,
+            open_files: l.files.open,
+            path_bytes: l.files.path_bytes,
+            path_depth: l.files.depth,
+            output_files_bytes: l.files.output_bytes,
         }
     }
 }
@@ -157,6 +273,15 @@ impl LimitPolicy {
             fuel: pick(req.fuel, d.fuel, m.fuel),
             memory_bytes: pick(req.memory_bytes, d.memory_bytes, m.memory_bytes),
             output_bytes: pick(req.output_bytes, d.output_bytes, m.output_bytes),
+            files: FileLimits {
+                bytes: pick(req.files_bytes, d.files.bytes, m.files.bytes),
+                count: pick(req.files_count, d.files.count, m.files.count),
+                file_bytes: pick(req.file_bytes, d.files.file_bytes, m.files.file_bytes),
+                open: pick(req.open_files, d.files.open, m.files.open),
+                path_bytes: pick(req.path_bytes, d.files.path_bytes, m.files.path_bytes),
+                depth: pick(req.path_depth, d.files.depth, m.files.depth),
+                output_bytes: pick(req.output_files_bytes, d.files.output_bytes, m.files.output_bytes),
+            },
         }
     }
 }
@@ -175,6 +300,7 @@ mod tests {
             fuel: f,
             memory_bytes: m,
             output_bytes: o,
+            files: FileLimits::default(),
         }
     }
 
@@ -201,6 +327,7 @@ mod tests {
             fuel: nz(1000),
             memory_bytes: nz(1 << 24),
             output_bytes: nz(100),
+            ..LimitRequest::default()
         };
         assert_eq!(policy().resolve(&at_max), policy().max);
         let under = LimitRequest {
@@ -208,6 +335,7 @@ mod tests {
             fuel: nz(999),
             memory_bytes: nz((1 << 24) - 1),
             output_bytes: nz(99),
+            ..LimitRequest::default()
         };
         assert_eq!(policy().resolve(&under), l(4999, 999, (1 << 24) - 1, 99));
         let over = LimitRequest {
@@ -215,8 +343,46 @@ mod tests {
             fuel: nz(1001),
             memory_bytes: nz(u64::MAX),
             output_bytes: nz(101),
+            ..LimitRequest::default()
         };
         assert_eq!(policy().resolve(&over), policy().max);
+    }
+
+    #[test]
+    fn file_quotas_are_defaulted_kept_and_clamped_like_the_others() {
+        let p = LimitPolicy {
+            default: Limits {
+                files: FileLimits::default(),
+                ..policy().default
+            },
+            max: Limits {
+                files: FileLimits::MAX,
+                ..policy().max
+            },
+        };
+        assert_eq!(p.resolve(&LimitRequest::default()).files, FileLimits::default());
+        let max = FileLimits::MAX;
+        let under = LimitRequest {
+            files_count: nz(max.count - 1),
+            output_files_bytes: nz(5),
+            ..LimitRequest::default()
+        };
+        let got = p.resolve(&under).files;
+        assert_eq!(
+            (got.count, got.output_bytes, got.bytes),
+            (max.count - 1, 5, FileLimits::default().bytes)
+        );
+        let over = LimitRequest {
+            files_bytes: nz(u64::MAX),
+            files_count: nz(max.count + 1),
+            file_bytes: nz(u64::MAX),
+            open_files: nz(max.open + 1),
+            path_bytes: nz(max.path_bytes + 1),
+            path_depth: nz(max.depth + 1),
+            output_files_bytes: nz(u64::MAX),
+            ..LimitRequest::default()
+        };
+        assert_eq!(p.resolve(&over).files, max);
     }
 
     #[test]

@@ -446,7 +446,7 @@ mod tests {
         let router = Router::new()
             .route(
                 "/execute",
-                post(|JsonBody(r): JsonBody<ExecuteRequest>| async move { r.code }),
+                post(|JsonBody(r): JsonBody<ExecuteRequest>| async move { r.code.unwrap_or_default() }),
             )
             .fallback(not_found)
             .layer(axum::extract::DefaultBodyLimit::max(64))
@@ -480,7 +480,8 @@ mod tests {
             ("{", 400, ErrorCode::InvalidJson, ""),
             (r#"{"code": "a"} x"#, 400, ErrorCode::InvalidJson, "trailing"),
             ("[1]", 400, ErrorCode::InvalidRequest, ""),
-            ("{}", 400, ErrorCode::InvalidRequest, "missing field `code`"),
+            (r#"{"files": {}}"#, 400, ErrorCode::InvalidRequest, "`files`"),
+            (r#"{"files": [{"path": "a"}]}"#, 400, ErrorCode::InvalidRequest, "`files[0]`"),
             (r#"{"code": 1}"#, 400, ErrorCode::InvalidRequest, "`code`"),
             (
                 r#"{"code": "", "args": [1]}"#,

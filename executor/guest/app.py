@@ -58,6 +58,13 @@ _FLUSH_FAILED = 120
 # imports `importlib.metadata` as a side effect.)
 sys.path_importer_cache.clear()
 
+# The run's working directory (the host's in-memory filesystem, see
+# `executor/src/sandbox/fs.rs`). Imports of the run's own modules write no
+# `__pycache__` into it: that would count against its quota and come back as
+# output files.
+WORKDIR = "/sandbox"
+sys.dont_write_bytecode = True
+
 
 def _exit_code(code: object) -> int:
     """The exit status CPython gives `raise SystemExit(code)`, computed
@@ -135,17 +142,25 @@ def _is_closed(stream: object) -> bool:
         return False
 
 
-def _run(code: str, args: list[str]) -> int:
+def _run(code: str, path: str, args: list[str]) -> int:
     # The snapshot was taken once, at build time: reseed everything that
     # would otherwise replay the same "random" values in every instance.
     random.seed()
-    sys.argv = ["main.py", *args]
+    # As `python3 path` run from the working directory: cwd, the script's
+    # directory first on `sys.path` (files beside it import as modules),
+    # `argv[0]` and `__file__` as given.
+    try:
+        os.chdir(WORKDIR)
+    except OSError:
+        pass  # a host without the filesystem (`cargo xtask bench` measures it)
+    sys.path.insert(0, os.path.dirname(os.path.join(WORKDIR, path)))
+    sys.argv = [path, *args]
     module = type(sys)("__main__")
     module.__dict__["__builtins__"] = __builtins__
-    module.__dict__["__file__"] = "main.py"
+    module.__dict__["__file__"] = path
     sys.modules["__main__"] = module
     try:
-        exec(compile(code, "main.py", "exec"), module.__dict__)
+        exec(compile(code, path, "exec"), module.__dict__)
         status = 0
     except SystemExit as e:
         try:
@@ -161,13 +176,13 @@ def _run(code: str, args: list[str]) -> int:
 
 
 class WitWorld(wit_world.WitWorld):
-    def run_snippet(self, code: str, args: list[str]) -> int:
+    def run_snippet(self, code: str, path: str, args: list[str]) -> int:
         # Nothing may escape to componentize-py: an exception there is
         # printed by `PyErr_Print`, which turns a `SystemExit` into the
         # process's exit status (a failed snippet would read as a success)
         # and anything else into a crash. Any failure here is a failure.
         try:
-            return _run(code, args)
+            return _run(code, path, args)
         except BaseException:  # noqa: BLE001 - raised inside our own handling
             return 1
 

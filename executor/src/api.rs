@@ -13,16 +13,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use runbox_api::files::{DEFAULT_ENTRY, normalise_path};
 use runbox_api::server::{self, BodyBuffer, BodyBytes, BodyLimit, Edge};
 use runbox_api::{
-    ApiError, ErrorCode, ExecuteRequest, ExecuteResponse, LimitSet, MAX_ARGS, RuntimeRef, RuntimesResponse,
-    Truncated,
+    ApiError, ErrorCode, ExecuteRequest, ExecuteResponse, InputFile, LimitSet, MAX_ARGS, RuntimeRef,
+    RuntimesResponse, Truncated,
 };
 
 use crate::Executor;
 use crate::admission::Rejected;
 use crate::runtimes::Runtime;
-use crate::sandbox::{Job, Outcome};
+use crate::sandbox::{Files, Job, Outcome, SandboxError};
 
 impl From<Rejected> for ApiError {
     fn from(r: Rejected) -> Self {
@@ -121,7 +122,7 @@ async fn execute(
     drop(body);
     let id = server::request_id(&headers);
     let args = ex.args();
-    if req.code.len() > args.max_code_bytes {
+    if req.code.as_ref().is_some_and(|c| c.len() > args.max_code_bytes) {
         return Err(ApiError::too_large("`code`", args.max_code_bytes));
     }
     let stdin = req.stdin.unwrap_or_default();
@@ -137,17 +138,20 @@ async fn execute(
     }
     let runtime = pick_runtime(&ex, req.runtime.as_deref())?;
     let described = runtime.describe();
+    let (entry, files) = program(req.code, req.files.unwrap_or_default(), req.entry)?;
     let job = Job {
-        code: req.code,
+        files,
+        entry,
         stdin: stdin.into_bytes(),
         args: argv,
         limits: described.policy.resolve(&req.limits.unwrap_or_default()),
     };
     let _slot = ex.admission().admit().await?;
-    let outcome = runtime
-        .execute(&job)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let outcome = runtime.execute(&job).await.map_err(|e| match e {
+        SandboxError::InputFiles { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
+        e => ApiError::internal(e.to_string()),
+    })?;
     ex.metrics().execution(
         described.name,
         outcome.status,
@@ -161,6 +165,63 @@ async fn execute(
         "executed"
     );
     Ok(Json(response(id, outcome, runtime.as_ref(), ex.name())))
+}
+
+/// The program a request describes: the entry's path, and every file of
+/// the working directory (the entry among them) with normalised paths.
+/// `code`, when given, is the entry's content; without it the entry must be
+/// among `files`. A bad, duplicate or missing path is a 400
+/// `invalid_request` naming it.
+fn program(
+    code: Option<String>,
+    files: Vec<InputFile>,
+    entry: Option<String>,
+) -> Result<(String, Files), ApiError> {
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidRequest, m);
+    let normal = |what: &str, path: &str| {
+        normalise_path(path).map_err(|why| invalid(format!("{what} `{}` {why}", path.escape_debug())))
+    };
+    let entry = match entry {
+        Some(e) => normal("`entry`", &e)?,
+        None => DEFAULT_ENTRY.to_owned(),
+    };
+    let mut out: Files = Vec::with_capacity(files.len() + 1);
+    let mut seen = std::collections::HashSet::new();
+    let has_code = code.is_some();
+    if let Some(code) = code {
+        seen.insert(entry.clone());
+        out.push((entry.clone(), code.into_bytes()));
+    }
+    for file in files {
+        let path = normal("file path", &file.path)?;
+        if !seen.insert(path.clone()) {
+            return Err(invalid(if has_code && path == entry {
+                format!("file `{path}` is the entry, whose content `code` already gives")
+            } else {
+                format!("file `{path}` is given twice")
+            }));
+        }
+        let bytes = file.bytes().map_err(invalid)?;
+        out.push((path, bytes));
+    }
+    // A directory and a file of the same path cannot both exist.
+    for (path, _) in &out {
+        let mut prefix = path.as_str();
+        while let Some((dir, _)) = prefix.rsplit_once('/') {
+            if seen.contains(dir) {
+                return Err(invalid(format!("file `{dir}` is also a directory of `{path}`")));
+            }
+            prefix = dir;
+        }
+    }
+    match out.iter().find(|(p, _)| *p == entry) {
+        None if !has_code && out.is_empty() => Err(invalid("`code` or `files` is required".to_owned())),
+        None => Err(invalid(format!("the entry `{entry}` is not among `files`"))),
+        Some((_, content)) if std::str::from_utf8(content).is_err() => {
+            Err(invalid(format!("the entry `{entry}` is not UTF-8 text")))
+        }
+        Some(_) => Ok((entry, out)),
+    }
 }
 
 /// The runtime a request names (the default when it names none): 422
@@ -194,7 +255,9 @@ fn response(id: String, outcome: Outcome, runtime: &dyn Runtime, executor: &str)
         truncated: Truncated {
             stdout: outcome.stdout_truncated,
             stderr: outcome.stderr_truncated,
+            files: outcome.files_truncated,
         },
+        files: outcome.files,
         duration_ms: (outcome.duration.as_secs_f64() * 1e6).round() / 1e3,
         fuel_used: outcome.fuel_used,
         limit: outcome.limit,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use runbox_api::{LimitPolicy, Limits};
+use runbox_api::{FileLimits, LimitPolicy, Limits};
 
 use crate::sandbox::CpuTarget;
 
@@ -162,6 +162,61 @@ pub struct RuntimeArgs {
     #[arg(long, env = "EXECUTOR_MAX_OUTPUT_BYTES", default_value_t = 1 << 20)]
     pub max_output_bytes: u64,
 
+    /// Bytes a run's files may hold in all (contents and names), when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_FILES_BYTES", default_value_t = FileLimits::DEFAULT.bytes)]
+    pub default_files_bytes: u64,
+    /// Largest `files_bytes` a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_FILES_BYTES", default_value_t = FileLimits::MAX.bytes)]
+    pub max_files_bytes: u64,
+
+    /// Files and directories a run may have at once, when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_FILES_COUNT", default_value_t = FileLimits::DEFAULT.count)]
+    pub default_files_count: u64,
+    /// Largest `files_count` a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_FILES_COUNT", default_value_t = FileLimits::MAX.count)]
+    pub max_files_count: u64,
+
+    /// Size of any one file of a run, when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_FILE_BYTES", default_value_t = FileLimits::DEFAULT.file_bytes)]
+    pub default_file_bytes: u64,
+    /// Largest `file_bytes` a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_FILE_BYTES", default_value_t = FileLimits::MAX.file_bytes)]
+    pub max_file_bytes: u64,
+
+    /// Files a run may hold open at once, when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_OPEN_FILES", default_value_t = FileLimits::DEFAULT.open)]
+    pub default_open_files: u64,
+    /// Largest `open_files` a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_OPEN_FILES", default_value_t = FileLimits::MAX.open)]
+    pub max_open_files: u64,
+
+    /// Longest path of a run's files, in bytes, when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_PATH_BYTES", default_value_t = FileLimits::DEFAULT.path_bytes)]
+    pub default_path_bytes: u64,
+    /// Largest `path_bytes` a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_PATH_BYTES", default_value_t = FileLimits::MAX.path_bytes)]
+    pub max_path_bytes: u64,
+
+    /// Deepest directory nesting of a run's files, when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_PATH_DEPTH", default_value_t = FileLimits::DEFAULT.depth)]
+    pub default_path_depth: u64,
+    /// Largest `path_depth` a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_PATH_DEPTH", default_value_t = FileLimits::MAX.depth)]
+    pub max_path_depth: u64,
+
+    /// File contents a response returns, in bytes, when the request names none.
+    #[arg(long, env = "EXECUTOR_DEFAULT_OUTPUT_FILES_BYTES", default_value_t = FileLimits::DEFAULT.output_bytes)]
+    pub default_output_files_bytes: u64,
+    /// Largest `output_files_bytes` a request may ask for.
+    #[arg(long, env = "EXECUTOR_MAX_OUTPUT_FILES_BYTES", default_value_t = FileLimits::MAX.output_bytes)]
+    pub max_output_files_bytes: u64,
+
+    /// A host directory every run sees read-only at `/shared` (read into
+    /// memory once at start and shared by all runs without copying; e.g.
+    /// course data). Unset: no `/shared`.
+    #[arg(long, env = "EXECUTOR_SHARED_DIR")]
+    pub shared_dir: Option<PathBuf>,
+
     /// Resolution of the wall-clock deadline.
     #[arg(long, env = "EXECUTOR_EPOCH_TICK_MS", default_value_t = 5)]
     pub epoch_tick_ms: u64,
@@ -204,12 +259,30 @@ impl RuntimeArgs {
                 fuel: self.default_fuel,
                 memory_bytes: self.default_memory_bytes,
                 output_bytes: self.default_output_bytes,
+                files: FileLimits {
+                    bytes: self.default_files_bytes,
+                    count: self.default_files_count,
+                    file_bytes: self.default_file_bytes,
+                    open: self.default_open_files,
+                    path_bytes: self.default_path_bytes,
+                    depth: self.default_path_depth,
+                    output_bytes: self.default_output_files_bytes,
+                },
             },
             max: Limits {
                 timeout: Duration::from_millis(self.max_timeout_ms),
                 fuel: self.max_fuel,
                 memory_bytes: self.max_memory_bytes,
                 output_bytes: self.max_output_bytes,
+                files: FileLimits {
+                    bytes: self.max_files_bytes,
+                    count: self.max_files_count,
+                    file_bytes: self.max_file_bytes,
+                    open: self.max_open_files,
+                    path_bytes: self.max_path_bytes,
+                    depth: self.max_path_depth,
+                    output_bytes: self.max_output_files_bytes,
+                },
             },
         }
     }

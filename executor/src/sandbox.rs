@@ -8,6 +8,7 @@
 mod cache;
 pub mod clock;
 mod epoch;
+pub mod fs;
 pub mod limits;
 mod pool;
 mod target;
@@ -22,7 +23,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
-pub use runbox_api::{LimitHit, LimitKind, Limits, Status};
+pub use runbox_api::{FileLimits, LimitHit, LimitKind, Limits, OutputFile, Status};
 
 use self::clock::{CoarseMonotonicClock, CoarseWallClock};
 use self::limits::{CappedOutput, MemoryLimiter};
@@ -72,16 +73,27 @@ pub enum SandboxError {
     Load(String),
     #[error("cannot start guest instance: {0}")]
     Instantiate(String),
+    /// The job's own files do not fit its filesystem quotas (a client
+    /// error: nothing ran).
+    #[error("input file `{path}` does not fit: {reason}")]
+    InputFiles { path: String, reason: String },
 }
 
 fn load_err(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Load(format!("{e:#}"))
 }
 
-/// One snippet to run.
+/// A program's files: relative, normalised paths and their contents.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// One program to run: its files (the entry among them) in the working
+/// directory, the entry's path, its stdin and args, and its limits.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub code: String,
+    /// The working directory's files; the entry is one of them.
+    pub files: Files,
+    /// The file run as `__main__`, relative to the working directory.
+    pub entry: String,
     pub stdin: Vec<u8>,
     pub args: Vec<String>,
     pub limits: Limits,
@@ -102,6 +114,27 @@ pub struct Outcome {
     pub fuel_used: Option<u64>,
     /// The limit that ended the run or, when none did, cut its output.
     pub limit: Option<LimitHit>,
+    /// Files under the working directory the run created or changed, by
+    /// path; those past `output_files_bytes` are listed without content.
+    pub files: Vec<OutputFile>,
+    /// Some files were listed without content.
+    pub files_truncated: bool,
+}
+
+impl Job {
+    /// A job running `code` as `main.py` with no other file.
+    pub fn code(code: &str, limits: Limits) -> Job {
+        Job {
+            files: vec![(
+                runbox_api::files::DEFAULT_ENTRY.to_owned(),
+                code.as_bytes().to_vec(),
+            )],
+            entry: runbox_api::files::DEFAULT_ENTRY.to_owned(),
+            stdin: Vec::new(),
+            args: Vec::new(),
+            limits,
+        }
+    }
 }
 
 /// Engine settings that matter to the compiled artifact.
@@ -167,10 +200,11 @@ pub struct Allocation {
     pub tables: u32,
 }
 
-/// Per-store state: the WASI context and the limiter.
+/// Per-store state: the WASI context, the run's filesystem and the limiter.
 struct Guest {
     wasi: WasiCtx,
     table: ResourceTable,
+    fs: fs::Fs,
     limiter: MemoryLimiter,
 }
 
@@ -197,6 +231,10 @@ pub struct Sandbox {
     /// One permit per pool slot: a run waits for a slot rather than fail
     /// when all are taken (`None` without pooling).
     slots: Option<Arc<Semaphore>>,
+    /// Read-only files every run sees, and where.
+    layer: Option<(Arc<fs::Layer>, String)>,
+    /// Runs see their in-memory filesystem (always, but to measure it).
+    filesystem: bool,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -345,6 +383,11 @@ impl Sandbox {
         };
         let mut linker = Linker::<Guest>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(load_err)?;
+        fs::wasi::add_to_linker(&mut linker, |g| fs::wasi::FsView {
+            fs: &g.fs,
+            table: &mut g.table,
+        })
+        .map_err(load_err)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(load_err)?;
         let pre = SandboxPre::new(instance_pre).map_err(load_err)?;
         let epoch = epoch::Ticker::start(engine.clone(), opts.epoch_tick);
@@ -365,6 +408,8 @@ impl Sandbox {
                 tables,
             },
             slots: pool.map(|p| Arc::new(Semaphore::new(p.slots.max(1) as usize))),
+            layer: None,
+            filesystem: true,
         };
         let (version, missing, cow) = sandbox.introspect(&image).await.map_err(|e| match (pool, e) {
             (Some(p), SandboxError::Instantiate(e)) => p.too_small(e),
@@ -374,6 +419,18 @@ impl Sandbox {
         sandbox.missing_modules = missing;
         sandbox.allocation.cow = cow;
         Ok(sandbox)
+    }
+
+    /// Mounts `layer` read-only at `at` in every later run.
+    pub fn set_layer(&mut self, layer: Arc<fs::Layer>, at: &str) {
+        self.layer = Some((layer, at.to_owned()));
+    }
+
+    /// Runs without any filesystem: no directory, no files (the entry is
+    /// still run). Only to measure what the filesystem costs (`cargo xtask
+    /// bench`, "Filesystem").
+    pub fn without_filesystem(&mut self) {
+        self.filesystem = false;
     }
 
     /// How instances are allocated (pooling, copy-on-write images).
@@ -410,16 +467,33 @@ impl Sandbox {
         self.cache
     }
 
-    /// A store for one run: WASI wired to the job's pipes, and every budget
-    /// of `job.limits` (memory, fuel, deadline) in force.
+    /// A store for one run: WASI wired to the job's pipes and its own
+    /// in-memory filesystem holding the job's files, and every budget of
+    /// `job.limits` (memory, fuel, deadline, file quotas) in force.
     fn new_store(
         &self,
         job: &Job,
         stdout: &CappedOutput,
         stderr: &CappedOutput,
     ) -> Result<Store<Guest>, SandboxError> {
-        // No env vars, no args (sys.argv is set by the guest), no preopened
-        // directories, no network: the builder's defaults grant none of them.
+        let files = fs::Fs::new(
+            job.limits.files,
+            self.layer.as_ref().map(|(l, at)| (l.clone(), at.as_str())),
+            Box::new(CoarseWallClock::new(self.clock_resolution)),
+        );
+        let files = if self.filesystem { files } else { files.unmounted() };
+        if self.filesystem {
+            let mut tree = files.lock();
+            for (path, content) in &job.files {
+                tree.put(path, content).map_err(|code| SandboxError::InputFiles {
+                    path: path.clone(),
+                    reason: fs::describe(code),
+                })?;
+            }
+        }
+        // No env vars, no args (sys.argv is set by the guest), no host
+        // directories (the filesystem is `files`, served from memory), no
+        // network: the builder's defaults grant none of them.
         let wasi = WasiCtx::builder()
             .stdin(MemoryInputPipe::new(job.stdin.clone()))
             .stdout(stdout.clone())
@@ -436,6 +510,7 @@ impl Sandbox {
             Guest {
                 wasi,
                 table: resource_table(),
+                fs: files,
                 limiter: MemoryLimiter::new(job.limits.memory_bytes),
             },
         );
@@ -460,6 +535,15 @@ impl Sandbox {
         let started = Instant::now();
         let stdout = CappedOutput::new(job.limits.output_bytes);
         let stderr = CappedOutput::new(job.limits.output_bytes);
+        let code = job
+            .files
+            .iter()
+            .find(|(path, _)| *path == job.entry)
+            .map(|(_, content)| String::from_utf8_lossy(content).into_owned())
+            .ok_or_else(|| SandboxError::InputFiles {
+                path: job.entry.clone(),
+                reason: "the entry is not among the files".to_owned(),
+            })?;
         let mut store = self.new_store(job, &stdout, &stderr)?;
         let fuel = job.limits.fuel;
 
@@ -470,7 +554,7 @@ impl Sandbox {
                 .await
                 .map_err(|e| (Phase::Instantiate, e))?;
             instance
-                .call_run_snippet(&mut store, &job.code, &job.args)
+                .call_run_snippet(&mut store, &code, &job.entry, &job.args)
                 .await
                 .map_err(|e| (Phase::Run, e))
         };
@@ -493,6 +577,7 @@ impl Sandbox {
             Status::FuelExhausted => Some(fuel),
             _ => store.get_fuel().ok().map(|left| fuel.saturating_sub(left)),
         };
+        let (files, files_truncated) = collect_files(&store.data().fs, job.limits.files.output_bytes);
         drop(store);
         let (stdout_bytes, stdout_truncated) = stdout.take();
         let (mut stderr_bytes, stderr_truncated) = stderr.take();
@@ -518,6 +603,8 @@ impl Sandbox {
             duration,
             fuel_used,
             limit,
+            files,
+            files_truncated,
         })
     }
 
@@ -526,7 +613,8 @@ impl Sandbox {
     async fn introspect(&self, image: &Image) -> Result<(String, Vec<String>, bool), SandboxError> {
         let _slot = self.slot().await?;
         let job = Job {
-            code: String::new(),
+            files: Vec::new(),
+            entry: String::new(),
             stdin: Vec::new(),
             args: Vec::new(),
             limits: Limits {
@@ -534,6 +622,7 @@ impl Sandbox {
                 fuel: u64::MAX / 2,
                 memory_bytes: 1 << 30,
                 output_bytes: 1 << 16,
+                files: FileLimits::default(),
             },
         };
         let (out, err) = (CappedOutput::new(1 << 16), CappedOutput::new(1 << 16));
@@ -546,6 +635,30 @@ impl Sandbox {
         let missing = instance.call_missing_modules(&mut store).await.map_err(inst)?;
         Ok((version, missing, cow))
     }
+}
+
+/// The files a run leaves for its response: every file under the working
+/// directory it created, wrote or moved, in path order, with content while
+/// `budget` bytes last; the rest listed without (the flag says so).
+fn collect_files(files: &fs::Fs, budget: u64) -> (Vec<OutputFile>, bool) {
+    let tree = files.lock();
+    let mut left = budget;
+    let mut truncated = false;
+    let out = tree
+        .changed_files()
+        .into_iter()
+        .map(|(path, data)| {
+            let size = data.len() as u64;
+            if size <= left {
+                left -= size;
+                OutputFile::with_content(path, data)
+            } else {
+                truncated = true;
+                OutputFile::omitted(path, size)
+            }
+        })
+        .collect();
+    (out, truncated)
 }
 
 /// A resource table holding at most [`MAX_RESOURCES`] entries.

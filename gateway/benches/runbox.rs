@@ -95,17 +95,14 @@ async fn http_case(client: &HttpClient, url: &str, code: &str, n: usize, workers
 }
 
 fn job(code: &str, memory_bytes: u64, output_bytes: u64) -> Job {
-    Job {
-        code: code.to_owned(),
-        stdin: Vec::new(),
-        args: Vec::new(),
-        limits: runbox_api::Limits {
-            timeout: Duration::from_secs(30),
-            fuel: u64::MAX / 4,
-            memory_bytes,
-            output_bytes,
-        },
-    }
+    let limits = runbox_api::Limits {
+        timeout: Duration::from_secs(30),
+        fuel: u64::MAX / 4,
+        memory_bytes,
+        output_bytes,
+        files: Default::default(),
+    };
+    Job::code(code, limits)
 }
 
 async fn in_process(sandbox: &executor::sandbox::Sandbox, code: &str, n: usize) -> Figures {
@@ -305,15 +302,23 @@ async fn interleaved<const N: usize>(
     job: &Job,
     n: usize,
 ) -> [Figures; N] {
+    interleaved_cases(sandboxes.map(|s| (s, job)), n).await
+}
+
+/// Each (sandbox, job) case, interleaved (after 5 runs each to warm up).
+async fn interleaved_cases<const N: usize>(
+    cases: [(&executor::sandbox::Sandbox, &Job); N],
+    n: usize,
+) -> [Figures; N] {
     let mut runs = Interleaved::<N>::new();
-    for sandbox in sandboxes {
+    for (sandbox, job) in cases {
         for _ in 0..5 {
             once(sandbox, job).await;
         }
     }
     let rounds = 10;
     for _ in 0..rounds {
-        for (i, sandbox) in sandboxes.iter().enumerate() {
+        for (i, (sandbox, job)) in cases.iter().enumerate() {
             let wall = Instant::now();
             for _ in 0..n.div_ceil(rounds) {
                 runs.samples[i].push(once(sandbox, job).await);
@@ -413,7 +418,8 @@ async fn main() {
     let exec_url = format!("http://{exec_addr}/execute");
     let python = testkit::process::real_python3();
 
-    // `RUNBOX_BENCH_PROFILE=hello|http`: only that loop, for a profiler
+    // `RUNBOX_BENCH_PROFILE=hello|http|files`: only that loop (or the
+    // filesystem section), for a profiler
     // (`perf record -g target/release/deps/runbox-… 3000`).
     match std::env::var("RUNBOX_BENCH_PROFILE").as_deref() {
         Ok("hello") => {
@@ -424,6 +430,10 @@ async fn main() {
         Ok("http") => {
             let (f, _) = http_case(&client, &exec_url, HELLO, n, 1).await;
             println!("HTTP hello: median {} ms", ms(f.median));
+            return;
+        }
+        Ok("files") => {
+            filesystem(&ex, &sandbox, n).await;
             return;
         }
         _ => {}
@@ -510,6 +520,7 @@ async fn main() {
     // process's allocator holding gigabytes it does not give back.
     memory(&ex).await;
     pooling(&ex, n).await;
+    filesystem(&ex, &sandbox, n).await;
     let gap = http_gap(&ex, &sandbox, &exec_url, n).await;
     let tuned_cpu = levers(&ex, n).await;
 
@@ -718,6 +729,57 @@ async fn pooling(ex: &executor::Executor, n: usize) {
         if a.cow { "yes" } else { "no" },
         a.memories,
         a.tables
+    );
+}
+
+/// What the in-memory filesystem costs: `print('hi')` with it (the
+/// server's runs: `/sandbox` holding `main.py`, `/tmp`, the output walk) and
+/// without any; 10 MB written to and read back from a file, against the
+/// same bytes built and copied in memory.
+async fn filesystem(ex: &executor::Executor, sandbox: &executor::sandbox::Sandbox, n: usize) {
+    let mut bare = load_sandbox(ex, true).await;
+    bare.without_filesystem();
+    let hello = job(HELLO, 256 << 20, 1 << 16);
+    let big = 10_000_000;
+    let write_read = job(
+        &format!(
+            "data = b'x' * {big}\nwith open('/tmp/big', 'wb') as f:\n    f.write(data)\nwith open('/tmp/big', 'rb') as f:\n    assert len(f.read()) == {big}"
+        ),
+        256 << 20,
+        1 << 16,
+    );
+    let in_memory = job(
+        &format!("data = b'x' * {big}\ncopy = bytearray(data)\nassert len(bytes(copy)) == {big}"),
+        256 << 20,
+        1 << 16,
+    );
+    let few = n.min(100);
+    let [with, without] = interleaved_cases([(sandbox, &hello), (&bare, &hello)], n).await;
+    let [file, memory] = interleaved_cases([(sandbox, &write_read), (sandbox, &in_memory)], few).await;
+    println!("\n### Filesystem (in-process, interleaved; {n} hellos, {few} of the 10 MB cases)\n");
+    println!("| case | median ms | p99 ms | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| `print('hi')` without any filesystem (no preopens, no `main.py`) | {} | {} | 1.00× |",
+        ms(without.median),
+        ms(without.p99)
+    );
+    println!(
+        "| `print('hi')` with the in-memory filesystem (as served) | {} | {} | {:.2}× |",
+        ms(with.median),
+        ms(with.p99),
+        with.median.as_secs_f64() / without.median.as_secs_f64()
+    );
+    println!(
+        "| 10 MB built and copied in memory (no file) | {} | {} | 1.00× |",
+        ms(memory.median),
+        ms(memory.p99)
+    );
+    println!(
+        "| 10 MB written to `/tmp/big` and read back | {} | {} | {:.2}× |",
+        ms(file.median),
+        ms(file.p99),
+        file.median.as_secs_f64() / memory.median.as_secs_f64()
     );
 }
 

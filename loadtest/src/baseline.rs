@@ -70,6 +70,7 @@ impl Config {
             fuel: u64::MAX,
             memory_bytes: u64::MAX,
             output_bytes,
+            files: Default::default(),
         };
         LimitPolicy {
             default: limits(self.default_timeout_ms, self.default_output_bytes),
@@ -215,6 +216,15 @@ async fn execute(
             format!("unknown runtime `{runtime}`: this server runs only `{DEFAULT_RUNTIME}`"),
         ));
     }
+    if request.files.is_some() || request.entry.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "`files` and `entry`: this server runs `code` only (no filesystem)",
+        ));
+    }
+    let Some(code) = request.code.as_deref() else {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "`code` is required"));
+    };
     let args = request.args.as_deref().unwrap_or_default();
     if args.len() > MAX_ARGS {
         return Err(ApiError::new(
@@ -239,7 +249,7 @@ async fn execute(
 
     let started = Instant::now();
     let stdin = request.stdin.as_deref().unwrap_or_default();
-    let run = match spawn_python(cfg, &request.code, args, stdin, &limits).await {
+    let run = match spawn_python(cfg, code, args, stdin, &limits).await {
         Ok(run) => run,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
             return Err(ApiError::new(ErrorCode::InvalidRequest, e.to_string()));
@@ -282,6 +292,7 @@ fn respond(
     let truncated = Truncated {
         stdout: run.stdout.1,
         stderr: run.stderr.1,
+        files: false,
     };
     let mut stderr = String::from_utf8_lossy(&run.stderr.0).into_owned();
     let (status, limit) = if run.timed_out {
@@ -304,6 +315,7 @@ fn respond(
         stdout: String::from_utf8_lossy(&run.stdout.0).into_owned(),
         stderr,
         truncated,
+        files: Vec::new(),
         duration_ms: elapsed.as_secs_f64() * 1000.0,
         fuel_used: None,
         limit,
@@ -438,6 +450,7 @@ mod tests {
             fuel: u64::MAX,
             memory_bytes: u64::MAX,
             output_bytes,
+            files: Default::default(),
         }
     }
 

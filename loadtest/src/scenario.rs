@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use std::path::Path;
 
 use bytes::Bytes;
-use runbox_api::{ExecuteRequest, ExecuteResponse, LimitRequest, Status};
+use runbox_api::{ExecuteRequest, ExecuteResponse, InputFile, LimitRequest, Status};
 use serde::{Deserialize, Serialize};
 
 /// What a correct answer looks like. Every field is optional; an empty expectation accepts any
@@ -32,6 +32,9 @@ pub struct Expect {
     /// `truncated.stdout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<bool>,
+    /// The paths of the output files, in order, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
 }
 
 /// The verdict on one HTTP response.
@@ -55,7 +58,8 @@ impl Expect {
             || self.stdout.is_some()
             || self.stdout_contains.is_some()
             || self.stdout_max_bytes.is_some()
-            || self.truncated.is_some();
+            || self.truncated.is_some()
+            || self.files.is_some();
         let Some(body) = body else {
             return if needs_body {
                 Verdict::Wrong("the body is not an /execute answer".into())
@@ -93,6 +97,12 @@ impl Expect {
                 return Verdict::Wrong(format!("truncated.stdout {got}, expected {want}"));
             }
         }
+        if let Some(want) = &self.files {
+            let got: Vec<&str> = body.files.iter().map(|f| f.path.as_str()).collect();
+            if got != *want {
+                return Verdict::Wrong(format!("output files {got:?}, expected {want:?}"));
+            }
+        }
         Verdict::Right
     }
 }
@@ -125,6 +135,9 @@ pub struct Snippet {
     pub stdin: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Files placed in the run's working directory (the request's `files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<InputFile>,
     /// Positive integers; any of `timeout_ms`, `fuel`, `memory_bytes`, `output_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitRequest>,
@@ -142,6 +155,7 @@ impl Snippet {
             code: code.into(),
             stdin: None,
             args: Vec::new(),
+            files: Vec::new(),
             limits: None,
             weight,
             expect,
@@ -156,7 +170,9 @@ impl Snippet {
     /// The request it sends.
     pub fn request(&self) -> ExecuteRequest {
         ExecuteRequest {
-            code: self.code.clone(),
+            code: Some(self.code.clone()),
+            files: (!self.files.is_empty()).then(|| self.files.clone()),
+            entry: None,
             stdin: self.stdin.clone(),
             args: (!self.args.is_empty()).then(|| self.args.clone()),
             runtime: None,
@@ -186,6 +202,8 @@ pub enum Builtin {
     Hello,
     /// A pure-Python loop: ~3.2·10⁸ fuel, about 100 ms in the sandbox (50–200 ms on a busy 2-core VM).
     Cpu,
+    /// A multi-file program: a module and a 20 kB CSV in, a report out.
+    Files,
     /// A weighted mix including snippets that hit each limit.
     Mixed,
 }
@@ -197,6 +215,31 @@ fn nz(n: u64) -> Option<NonZeroU64> {
 /// The `cpu` snippet: ~3.2·10⁸ fuel, about 100 ms in the sandbox, ~10 ms in native CPython.
 pub const CPU_CODE: &str = "n = 0\nfor i in range(100_000):\n    n += i * i\nprint(n)";
 const CPU_STDOUT: &str = "333328333350000\n";
+
+/// The `files` snippet: `main.py` imports `stats.py`, which reads
+/// `data.csv` (1000 rows) and writes `report.txt`.
+fn files_snippet(weight: u32) -> Snippet {
+    let csv: String = (0..1000).map(|i| format!("{i},{}\n", i * 2)).collect();
+    let mut s = Snippet::new(
+        "files",
+        "import stats\nprint(stats.report('data.csv', 'report.txt'))",
+        weight,
+        Expect {
+            status: Some(Status::Ok),
+            stdout: Some("999000\n".into()),
+            files: Some(vec!["report.txt".into()]),
+            ..Expect::default()
+        },
+    );
+    s.files = vec![
+        InputFile::text(
+            "stats.py",
+            "import csv\ndef report(src, dst):\n    total = sum(int(r[1]) for r in csv.reader(open(src)))\n    open(dst, 'w').write(f'total {total}\\n')\n    return total\n",
+        ),
+        InputFile::text("data.csv", csv),
+    ];
+    s
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -229,6 +272,7 @@ impl Scenario {
         let (name, snippets) = match which {
             Builtin::Hello => ("hello", vec![Snippet::new("hello", "print('hi')", 1, ok("hi\n"))]),
             Builtin::Cpu => ("cpu", vec![Snippet::new("cpu", CPU_CODE, 1, ok(CPU_STDOUT))]),
+            Builtin::Files => ("files", vec![files_snippet(1)]),
             Builtin::Mixed => {
                 let mut echo = Snippet::new(
                     "stdin-args",
@@ -453,6 +497,7 @@ pub(crate) fn test_response(status: Status, stdout: &str, executor: &str) -> Exe
         stdout: stdout.into(),
         stderr: String::new(),
         truncated: runbox_api::Truncated::default(),
+        files: Vec::new(),
         duration_ms: 1.0,
         fuel_used: None,
         limit: None,
@@ -554,6 +599,28 @@ snippets:
             body("timeout")["limits"],
             serde_json::json!({"timeout_ms": 300, "fuel": 100_000_000_000u64})
         );
+    }
+
+    #[test]
+    fn the_files_scenario_sends_its_files_and_expects_its_report() {
+        let s = Scenario::builtin(Builtin::Files);
+        let body: serde_json::Value = serde_json::from_slice(&s.snippets[0].body()).unwrap();
+        let paths: Vec<&str> = body["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["stats.py", "data.csv"]);
+        let expect = &s.snippets[0].expect;
+        let mut right = response("ok", "999000\n", false);
+        right.files = vec![runbox_api::OutputFile::with_content(
+            "report.txt".into(),
+            b"total 999000\n",
+        )];
+        assert_eq!(expect.check(200, Some(&right)), Verdict::Right);
+        let none = response("ok", "999000\n", false);
+        assert!(matches!(expect.check(200, Some(&none)), Verdict::Wrong(w) if w.contains("report.txt")));
     }
 
     #[test]

@@ -506,6 +506,7 @@ mod tests {
             fuel: 1,
             memory_bytes: 1,
             output_bytes: 1024,
+            files: Default::default(),
         };
         let mut timed_out = test_response(Status::Timeout, "", "e");
         timed_out.limit = Some(LimitHit::new(LimitKind::Timeout, &limits));

@@ -14,6 +14,9 @@ use crate::sandbox::{self, EngineOptions, Job, Outcome, PoolOptions, Sandbox, Sa
 
 pub const NAME: &str = "python";
 
+/// Where `EXECUTOR_SHARED_DIR` appears to every run, read-only.
+pub const SHARED_AT: &str = "/shared";
+
 pub const DEFINITION: Definition = Definition {
     name: NAME,
     load,
@@ -39,7 +42,14 @@ impl Python {
             clock_resolution: Duration::from_micros(args.clock_resolution_us),
             pool: pool_options(args),
         };
-        let sandbox = Sandbox::load(&args.guest_wasm, &opts).await?;
+        let mut sandbox = Sandbox::load(&args.guest_wasm, &opts).await?;
+        if let Some(dir) = &args.shared_dir {
+            let layer = sandbox::fs::Layer::from_dir(dir).map_err(|e| {
+                SandboxError::Load(format!("cannot read EXECUTOR_SHARED_DIR {}: {e}", dir.display()))
+            })?;
+            tracing::info!(dir = %dir.display(), files = layer.files(), at = SHARED_AT, "shared layer loaded");
+            sandbox.set_layer(Arc::new(layer), SHARED_AT);
+        }
         let allocation = sandbox.allocation();
         tracing::info!(
             runtime = NAME,

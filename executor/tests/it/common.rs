@@ -55,15 +55,15 @@ pub fn limits() -> Limits {
         fuel: 20_000_000_000,
         memory_bytes: 256 << 20,
         output_bytes: 64 << 10,
+        files: Default::default(),
     }
 }
 
 pub async fn run_job(code: &str, stdin: &str, args: &[&str], limits: Limits) -> Outcome {
     let job = Job {
-        code: code.to_owned(),
         stdin: stdin.as_bytes().to_vec(),
         args: args.iter().map(|s| (*s).to_owned()).collect(),
-        limits,
+        ..Job::code(code, limits)
     };
     sandbox().await.execute(&job).await.expect("no host fault")
 }
@@ -102,4 +102,23 @@ pub async fn assert_still_serves() {
     let o = run("print('alive')").await;
     assert_status(&o, Status::Ok);
     assert_eq!(stdout(&o), "alive\n");
+}
+
+/// Runs `entry` among `files` (path, content) under `limits`.
+pub async fn run_files(files: &[(&str, &[u8])], entry: &str, limits: Limits) -> Outcome {
+    let job = Job {
+        files: files.iter().map(|(p, c)| ((*p).to_owned(), c.to_vec())).collect(),
+        entry: entry.to_owned(),
+        ..Job::code("", limits)
+    };
+    sandbox().await.execute(&job).await.expect("no host fault")
+}
+
+/// The output file at `path`, as text.
+pub fn output_file(o: &Outcome, path: &str) -> Option<String> {
+    o.files
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| f.bytes())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
 }

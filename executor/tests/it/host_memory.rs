@@ -1,6 +1,6 @@
 //! The executor's own memory under `EXECUTOR_CONCURRENCY` runs that each use
-//! all the guest memory they may: the bound the pod's memory limit is sized
-//! from (`k8s/base/executor/deployment.yaml`).
+//! all the guest memory and all the file space they may: the bound the pod's
+//! memory limit is sized from (`k8s/base/executor/deployment.yaml`).
 
 use runbox_api::Status;
 use serde_json::json;
@@ -28,8 +28,11 @@ const MAX_GUEST: u64 = 128 * MIB;
 /// RSS). `k8s/base/executor/deployment.yaml` sizes the pod from the same two
 /// numbers.
 const RUNTIME_OVERHEAD: u64 = 64 * MIB;
+/// `EXECUTOR_MAX_FILES_BYTES` for this test: each run's in-memory files are
+/// host memory, counted apart from the guest's (64 MiB in production).
+const MAX_FILES: u64 = 32 * MIB;
 const PER_RUN_OVERHEAD: u64 = 32 * MIB;
-const HOST_OVERHEAD: u64 = RUNTIME_OVERHEAD + CONCURRENCY * PER_RUN_OVERHEAD;
+const HOST_OVERHEAD: u64 = RUNTIME_OVERHEAD + CONCURRENCY * (PER_RUN_OVERHEAD + MAX_FILES);
 
 /// (VmHWM, VmRSS) of `pid`, in bytes.
 fn memory_of(pid: u32) -> (u64, u64) {
@@ -53,36 +56,46 @@ async fn concurrent_maximum_memory_runs_stay_within_the_pod_budget() {
             ("EXECUTOR_CONCURRENCY", &CONCURRENCY.to_string()),
             ("EXECUTOR_MAX_MEMORY_BYTES", &MAX_GUEST.to_string()),
             ("EXECUTOR_DEFAULT_MEMORY_BYTES", &MAX_GUEST.to_string()),
+            ("EXECUTOR_MAX_FILES_BYTES", &MAX_FILES.to_string()),
+            ("EXECUTOR_MAX_FILE_BYTES", &MAX_FILES.to_string()),
         ])
         .ready()
         .await;
     let (idle_peak, idle) = memory_of(ex.pid());
 
-    // Each run takes memory until refused (touching every page: CPython
-    // zeroes a bytearray), then holds it until it ends, so the runs' peaks
-    // overlap; the bound below holds whether or not they do.
-    let code = "import time\nchunks = []\ntry:\n    while True: chunks.append(bytearray(2**20))\n\
-                except MemoryError:\n    pass\nprint(len(chunks))\ntime.sleep(1.5)";
-    let body = json!({"code": code, "limits": {"memory_bytes": MAX_GUEST, "timeout_ms": 20_000}});
+    // Each run fills its file quota, then takes memory until refused
+    // (touching every page: CPython zeroes a bytearray), then holds both
+    // until it ends, so the runs' peaks overlap; the bound below holds
+    // whether or not they do.
+    let code = "import time\nfiles = 0\ntry:\n    while True:\n        open(f'/tmp/f{files}', 'wb').write(b'x' * 2**20); files += 1\n\
+                except OSError:\n    pass\nchunks = []\ntry:\n    while True: chunks.append(bytearray(2**20))\n\
+                except MemoryError:\n    pass\nprint(len(chunks), files)\ntime.sleep(1.5)";
+    let body = json!({"code": code, "limits": {"memory_bytes": MAX_GUEST, "timeout_ms": 20_000, "files_bytes": MAX_FILES}});
     let runs = (0..CONCURRENCY).map(|_| ex.post_json("/execute", &body));
     for reply in futures::future::join_all(runs).await {
         let result = reply.response();
         assert_eq!(result.status, Status::Ok, "{}", result.stderr);
-        let chunks: u64 = result.stdout.trim().parse().expect("a count");
+        let counts: Vec<u64> = result.stdout.split_whitespace().map(|n| n.parse().expect("a count")).collect();
+        let (chunks, files) = (counts[0], counts[1]);
         assert!(
             chunks * MIB > MAX_GUEST / 2,
             "the run filled its memory: {chunks} MiB"
         );
+        // The 32nd write is cut short at the quota (names take a few bytes;
+        // the error of its unclosed file is lost in its finaliser, as in
+        // CPython anywhere); the 33rd `open` fails with `ENOSPC`.
+        assert_eq!(files, MAX_FILES / MIB, "the run filled its files");
     }
 
     let (peak, now) = memory_of(ex.pid());
     let bound = CONCURRENCY * MAX_GUEST + HOST_OVERHEAD;
     eprintln!(
-        "executor RSS: idle {} MiB (peak while loading {} MiB); peak with {CONCURRENCY} × {} MiB runs {} MiB \
-         (host overhead {} MiB over the guests' {} MiB); after {} MiB; bound {} MiB",
+        "executor RSS: idle {} MiB (peak while loading {} MiB); peak with {CONCURRENCY} × {} MiB runs (and \
+         {} MiB files each) {} MiB (host overhead {} MiB over the guests' {} MiB); after {} MiB; bound {} MiB",
         idle / MIB,
         idle_peak / MIB,
         MAX_GUEST / MIB,
+        MAX_FILES / MIB,
         peak / MIB,
         peak.saturating_sub(CONCURRENCY * MAX_GUEST) / MIB,
         CONCURRENCY * MAX_GUEST / MIB,

@@ -60,7 +60,11 @@ async fn execute_contract() {
     assert_eq!(body["exit_code"], 0);
     assert_eq!(body["stdout"], "hey ['a']\n");
     assert_eq!(body["stderr"], "");
-    assert_eq!(body["truncated"], json!({"stdout": false, "stderr": false}));
+    assert_eq!(
+        body["truncated"],
+        json!({"stdout": false, "stderr": false, "files": false})
+    );
+    assert_eq!(body["files"], json!([]));
     assert!(body["duration_ms"].as_f64().is_some_and(|d| d > 0.0));
     assert!(body["fuel_used"].as_u64().is_some_and(|f| f > 0));
     assert_eq!(body["runtime"]["name"], "python");

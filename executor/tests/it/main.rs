@@ -8,6 +8,8 @@ mod adversarial;
 mod clocks;
 mod common;
 mod edge;
+mod files;
+mod files_http;
 mod fuel;
 mod guest_program;
 mod host_calls;

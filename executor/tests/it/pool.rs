@@ -23,10 +23,8 @@ async fn one_slot() -> &'static Sandbox {
 
 async fn run_on(sandbox: &Sandbox, code: &str, args: &[&str]) -> executor::sandbox::Outcome {
     let job = executor::sandbox::Job {
-        code: code.to_owned(),
-        stdin: Vec::new(),
         args: args.iter().map(|s| (*s).to_owned()).collect(),
-        limits: limits(),
+        ..executor::sandbox::Job::code(code, limits())
     };
     sandbox.execute(&job).await.expect("no host fault")
 }

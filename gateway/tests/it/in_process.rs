@@ -174,6 +174,7 @@ async fn stand_in(State(s): State<StandInState>, headers: HeaderMap) -> Response
         stdout: "hi\n".into(),
         stderr: String::new(),
         truncated: Truncated::default(),
+        files: Vec::new(),
         duration_ms: 1.0,
         fuel_used: Some(1),
         limit: None,

@@ -548,6 +548,32 @@ async fn the_mixed_scenario_holds_its_limits_under_load() {
 }
 
 #[tokio::test]
+async fn the_files_scenario_gets_its_output_file_back_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e1, e2) = (executor("f1").await, executor("f2").await);
+    let gw = gateway(&[&e1, &e2], "round-robin").await;
+    let r = run_ok(
+        dir.path(),
+        "files",
+        &[
+            "--url",
+            &gw.base(),
+            "--scenario",
+            "files",
+            "--workers",
+            "2",
+            "--requests",
+            "10",
+        ],
+    )
+    .await;
+    assert_eq!(r.counts.sent, 20);
+    assert_eq!(r.counts.errors, 0, "{:?}", r.by_http_code);
+    assert_eq!(r.counts.wrong_results, 0, "{:?}", r.wrong_examples);
+    assert_counts_add_up(&r);
+}
+
+#[tokio::test]
 async fn the_baseline_serves_the_same_contract() {
     let dir = tempfile::tempdir().unwrap();
     let b = baseline(&[]).await;
