@@ -1,12 +1,15 @@
 // The code editor: CodeMirror 6 with Python, line numbers, auto-indent,
 // bracket matching and Tab to indent. Colours are CSS variables, so the
 // editor follows the page's light/dark theme without reconfiguring.
+//
+// One view shows one file at a time; each file tab keeps an EditorState of
+// its own (its text, selection and undo history), swapped in when selected.
 
 import { closeBrackets, closeBracketsKeymap } from '@codemirror/autocomplete';
 import { defaultKeymap, history, historyKeymap, indentWithTab } from '@codemirror/commands';
 import { python } from '@codemirror/lang-python';
 import { HighlightStyle, bracketMatching, indentOnInput, indentUnit, syntaxHighlighting } from '@codemirror/language';
-import { EditorState, Prec } from '@codemirror/state';
+import { Compartment, EditorState, Prec } from '@codemirror/state';
 import {
   EditorView,
   drawSelection,
@@ -47,47 +50,72 @@ const theme = EditorView.theme({
   '&.cm-focused': { outline: 'none' },
 });
 
+/** Python highlighting and indentation for `.py` files; plain text for the rest. */
+const pythonSupport = python();
+function fileExtensions(path) {
+  const isPython = /\.pyw?$/i.test(path);
+  return [
+    isPython ? pythonSupport : [],
+    EditorView.contentAttributes.of({ 'aria-label': isPython && path === 'main.py' ? 'Python code' : `Contents of ${path}` }),
+  ];
+}
+
 /**
  * Mounts the editor in `parent`.
  * @param {{ doc: string, onRun: () => void, onChange: () => void }} options
  */
 export function createEditor(parent, { doc, onRun, onChange }) {
-  const view = new EditorView({
-    parent,
-    state: EditorState.create({
-      doc,
-      extensions: [
-        // Ctrl/Cmd+Enter runs; it must beat the default keymap's insertBlankLine.
-        Prec.highest(keymap.of([{ key: 'Mod-Enter', preventDefault: true, run: () => (onRun(), true) }])),
-        lineNumbers(),
-        highlightActiveLineGutter(),
-        highlightSpecialChars(),
-        history(),
-        drawSelection(),
-        indentOnInput(),
-        indentUnit.of('    '),
-        EditorState.tabSize.of(4),
-        bracketMatching(),
-        closeBrackets(),
-        highlightActiveLine(),
-        python(),
-        syntaxHighlighting(highlight),
-        theme,
-        EditorView.lineWrapping,
-        keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...historyKeymap, indentWithTab]),
-        EditorView.contentAttributes.of({ 'aria-label': 'Python code', spellcheck: 'false', autocapitalize: 'off', autocorrect: 'off' }),
-        EditorView.updateListener.of((update) => {
-          if (update.docChanged) onChange();
-        }),
-      ],
+  const perFile = new Compartment();
+  const common = [
+    // Ctrl/Cmd+Enter runs; it must beat the default keymap's insertBlankLine.
+    Prec.highest(keymap.of([{ key: 'Mod-Enter', preventDefault: true, run: () => (onRun(), true) }])),
+    lineNumbers(),
+    highlightActiveLineGutter(),
+    highlightSpecialChars(),
+    history(),
+    drawSelection(),
+    indentOnInput(),
+    indentUnit.of('    '),
+    EditorState.tabSize.of(4),
+    bracketMatching(),
+    closeBrackets(),
+    highlightActiveLine(),
+    syntaxHighlighting(highlight),
+    theme,
+    EditorView.lineWrapping,
+    keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...historyKeymap, indentWithTab]),
+    EditorView.contentAttributes.of({ spellcheck: 'false', autocapitalize: 'off', autocorrect: 'off' }),
+    EditorView.updateListener.of((update) => {
+      if (update.docChanged) onChange();
     }),
+  ];
+  /** A fresh state for a file; text with CRLF line breaks keeps them. */
+  const createState = (text, path = 'main.py') => EditorState.create({
+    doc: text,
+    extensions: [common, perFile.of(fileExtensions(path)), text.includes('\r\n') ? EditorState.lineSeparator.of('\r\n') : []],
   });
+  const view = new EditorView({ parent, state: createState(doc) });
   return {
-    getCode: () => view.state.doc.toString(),
-    setCode(code) {
-      view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: code }, selection: { anchor: 0 } });
+    focus: () => view.focus(),
+    createState,
+    /** The shown file's state (to keep when another file is shown). */
+    getState: () => view.state,
+    /** Shows another file's state. */
+    setState(state) {
+      view.setState(state);
       view.scrollDOM.scrollTop = 0;
     },
-    focus: () => view.focus(),
+    /** `state` for a file renamed to `path` (language and label follow the name); shown or not. */
+    renamed(state, path) {
+      const effects = perFile.reconfigure(fileExtensions(path));
+      if (state === view.state) {
+        view.dispatch({ effects });
+        return view.state;
+      }
+      return state.update({ effects }).state;
+    },
   };
 }
+
+/** The text of a file's state, with its own line breaks. */
+export const stateText = (state) => state.sliceDoc();

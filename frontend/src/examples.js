@@ -1,5 +1,6 @@
 // The examples menu: a few everyday programs, then one per sandbox limit so
-// a visitor can watch the sandbox hold. `limits` use API units.
+// a visitor can watch the sandbox hold. `limits` use API units; `files` are
+// the tabs beside main.py, as the API takes them.
 
 export const EXAMPLES = [
   {
@@ -48,6 +49,85 @@ print(f"read {len(numbers)} numbers from stdin; sum = {sum(numbers)}")
 `,
     stdin: '3\n4\n5\n',
     args: '--verbose "two words"',
+  },
+  {
+    id: 'modules',
+    title: 'Several files: a module and a CSV',
+    code: `# Files beside main.py import as modules and open by name:
+# every tab is in the run's working directory.
+import csv
+
+from scores import mean, median
+
+with open("scores.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+
+points = [int(row["points"]) for row in rows]
+print(f"{len(rows)} players: mean {mean(points):.1f}, median {median(points)}")
+best = max(rows, key=lambda row: int(row["points"]))
+print("best:", best["name"], best["points"])
+`,
+    files: [
+      {
+        path: 'scores.py',
+        content: `"""A module beside main.py: \`from scores import mean\` finds it."""
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+`,
+      },
+      { path: 'scores.csv', content: 'name,points\nAda,91\nGrace,88\nAlan,79\nEdsger,95\n' },
+    ],
+  },
+  {
+    id: 'images',
+    title: 'Writing files: a PNG and an SVG chart',
+    code: String.raw`# Files the program writes come back with the result: listed with
+# download links, and images shown under the output.
+import struct
+import zlib
+
+
+def png(width, height, pixel):
+    """A PNG (8-bit RGB) from pixel(x, y) -> (r, g, b), standard library only."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(
+        b"\x00" + bytes(c for x in range(width) for c in pixel(x, y)) for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+with open("gradient.png", "wb") as f:
+    f.write(png(96, 64, lambda x, y: (x * 255 // 95, y * 255 // 63, 160)))
+
+visits = {"mon": 3, "tue": 7, "wed": 5, "thu": 9, "fri": 4}
+bars = "".join(
+    f'<rect x="{12 + i * 38}" y="{112 - n * 10}" width="30" height="{n * 10}" fill="#2563eb"/>'
+    f'<text x="{27 + i * 38}" y="128" font-size="12" text-anchor="middle">{day}</text>'
+    for i, (day, n) in enumerate(visits.items())
+)
+with open("chart.svg", "w") as f:
+    f.write(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="204" height="136">'
+        f'<rect width="100%" height="100%" fill="white"/>{bars}</svg>'
+    )
+
+with open("report.txt", "w") as f:
+    f.write(f"busiest day: {max(visits, key=visits.get)}\n")
+
+print("wrote gradient.png, chart.svg and report.txt")
+`,
   },
   {
     id: 'timeout',

@@ -1,15 +1,18 @@
 // The playground page: wires the editor, inputs, examples, share link and
 // history to the API and renders each run (or each failure to run).
 //
-// Flow: Run (button or Ctrl/Cmd+Enter) → collect code, stdin, args, limits →
-// api.execute → renderResult / renderFailure → history.
+// Flow: Run (button or Ctrl/Cmd+Enter) → collect the files (main.py and the
+// other tabs), stdin, args, limits → api.execute → renderResult (streams and
+// the files the run wrote) / renderFailure → history.
 
 import { ApiFailure, execute, runtimes } from './api.js';
-import { parseArgs } from './args.js';
 import { createEditor } from './editor.js';
 import { EXAMPLES } from './examples.js';
+import { buildRequest } from './files.js';
+import { renderOutputFiles } from './outputs.js';
 import { STATUS_LABEL, describeResult, describeStream, formatMs } from './result.js';
 import { LIMIT_KEYS, decodeShare, encodeShare } from './share.js';
+import { createFileTabs } from './tabs.js';
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -20,6 +23,7 @@ const el = {
   runtime: $('runtime'), status: $('status'), badge: $('badge'), explain: $('explain'), meta: $('meta'),
   output: document.querySelector('.output'), stdout: $('stdout'), stderr: $('stderr'), stdoutBox: $('stdout-box'), stderrBox: $('stderr-box'),
 };
+const filesOut = { box: $('files-box'), list: $('out-files'), images: $('out-images'), cut: $('files-cut'), count: $('files-count') };
 const limitInput = Object.fromEntries(LIMIT_KEYS.map((k) => [k, $(`limit-${k}`)]));
 /** The limits form shows memory in MiB and output in KiB; the API wants bytes. */
 const LIMIT_SCALE = { timeout_ms: 1, fuel: 1, memory_bytes: 1 << 20, output_bytes: 1 << 10 };
@@ -36,6 +40,17 @@ const isMac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 el.runKbd.textContent = el.hintKbd.textContent = isMac ? '⌘ ↵' : 'Ctrl ↵';
 
 const editor = createEditor($('editor'), { doc: '', onRun: run, onChange: edited });
+const fileTabs = createFileTabs({
+  editor,
+  onChange: edited,
+  el: {
+    tabs: $('tabs'), panel: $('file-panel'), editor: $('editor'), binary: $('binary-view'),
+    add: $('file-add'), rename: $('file-rename'), remove: $('file-delete'),
+    uploadButton: $('file-upload'), uploadInput: $('upload'),
+    form: $('file-form'), formLabel: $('file-form-label'), formSubmit: $('file-form-submit'), name: $('file-name'), cancel: $('file-cancel'),
+    error: $('file-error'), note: $('file-note'), noteText: $('file-note-text'), undo: $('file-undo'),
+  },
+});
 
 // ---- state in and out of the form ------------------------------------------
 
@@ -45,13 +60,13 @@ function currentState() {
     const raw = limitInput[key].value.trim();
     if (raw) limits[key] = Number(raw) * LIMIT_SCALE[key];
   }
-  return { code: editor.getCode(), stdin: el.stdin.value, args: el.args.value, limits };
+  return { ...fileTabs.snapshot(), stdin: el.stdin.value, args: el.args.value, limits };
 }
 
-function applyState({ code = '', stdin = '', args = '', limits = {} }) {
+function applyState({ code = '', files = [], stdin = '', args = '', limits = {} }) {
   applying = true;
   try {
-    editor.setCode(code);
+    fileTabs.load({ code, files });
     el.stdin.value = stdin;
     el.args.value = args;
     for (const key of LIMIT_KEYS) {
@@ -101,7 +116,7 @@ async function run() {
   const state = currentState();
   let request;
   try {
-    request = { code: state.code, stdin: state.stdin, args: parseArgs(state.args), limits: requestLimits(state.limits) };
+    request = buildRequest(state, requestLimits(state.limits));
   } catch (err) {
     renderFailure(new ApiFailure('not sent', err.message));
     return;
@@ -178,6 +193,7 @@ function renderResult(result, executor, requested) {
 
   renderStream(el.stdout, el.stdoutBox, view.stdout);
   renderStream(el.stderr, el.stderrBox, view.stderr);
+  renderOutputFiles(filesOut, result.files, Boolean(result.truncated?.files));
 }
 
 function renderFailure(failure) {
@@ -191,6 +207,7 @@ function renderFailure(failure) {
   renderMeta(items);
   renderStream(el.stdout, el.stdoutBox, EMPTY_STREAM);
   renderStream(el.stderr, el.stderrBox, EMPTY_STREAM);
+  renderOutputFiles(filesOut, [], false);
 }
 
 function renderMeta(items) {
@@ -243,11 +260,11 @@ el.examples.addEventListener('change', () => {
   el.examples.value = '';
   if (!ex) return;
   if (editedSinceLoad) remember(currentState(), 'draft'); // don't lose unsaved work
-  applyState({ code: ex.code, stdin: ex.stdin, args: ex.args, limits: ex.limits });
+  applyState({ code: ex.code, files: ex.files, stdin: ex.stdin, args: ex.args, limits: ex.limits });
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   editedSinceLoad = false;
   store(STORE.draft, currentState());
-  editor.focus();
+  fileTabs.focus();
 });
 
 // ---- share link -------------------------------------------------------------
@@ -297,9 +314,14 @@ function store(key, value) {
   try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* private mode or full: history is optional */ }
 }
 
+/** The same program and inputs (limits aside): one history entry, not two. */
+const sameRun = (a, b) => a.code === b.code && a.stdin === b.stdin && a.args === b.args
+  && JSON.stringify(a.files ?? []) === JSON.stringify(b.files ?? []);
+
 function remember(state, status) {
-  if (state.code.length > 50_000) return;
-  const entries = (load(STORE.history) ?? []).filter((e) => e.code !== state.code || e.stdin !== state.stdin || e.args !== state.args);
+  const size = state.code.length + state.files.reduce((n, f) => n + f.path.length + f.content.length, 0);
+  if (size > 50_000) return;
+  const entries = (load(STORE.history) ?? []).filter((e) => !sameRun(e, state));
   entries.unshift({ ...state, status, at: Date.now() });
   store(STORE.history, entries.slice(0, HISTORY_MAX));
   renderHistory();
@@ -319,18 +341,22 @@ function renderHistory() {
     const text = document.createElement('span');
     text.className = 'first-line';
     text.textContent = summaryLine(entry.code);
+    const others = Array.isArray(entry.files) ? entry.files.length : 0;
+    const count = document.createElement('span');
+    count.className = 'st';
+    count.textContent = others ? `+${others} ${others === 1 ? 'file' : 'files'}` : '';
     const status = document.createElement('span');
     status.className = 'st';
     status.textContent = dot.title;
     const when = document.createElement('time');
     when.textContent = time.format(entry.at);
-    button.append(dot, text, status, when);
-    button.setAttribute('aria-label', `Restore: ${text.textContent}, ${dot.title}, ${when.textContent}`);
+    button.append(dot, text, count, status, when);
+    button.setAttribute('aria-label', `Restore: ${text.textContent}${others ? ` and ${count.textContent.slice(1)}` : ''}, ${dot.title}, ${when.textContent}`);
     button.addEventListener('click', () => {
       applyState(entry);
       editedSinceLoad = false;
       saveDraftSoon();
-      editor.focus();
+      fileTabs.focus();
     });
     li.append(button);
     return li;

@@ -1,12 +1,21 @@
-// The share link: code, stdin, args and limits in the URL fragment, so the
-// snippet never reaches a server log. Text fields are base64url of UTF-8;
-// limits are plain numbers: #code=cHJpbnQoMSk&timeout_ms=2000
+// The share link: code, files, stdin, args and limits in the URL fragment,
+// so the snippet never reaches a server log. Text fields are base64url of
+// UTF-8; limits are plain numbers: #code=cHJpbnQoMSk&timeout_ms=2000
+// `code` is main.py; `files` (only when there are other tabs) is base64url of
+// the JSON list [{"path", "content", "encoding"?}] as the API takes it, so a
+// link from before files existed is simply a program of one file.
+
+import { ENTRY, base64ToBytes, checkPath } from './files.js';
 
 export const LIMIT_KEYS = ['timeout_ms', 'fuel', 'memory_bytes', 'output_bytes'];
 
-export function encodeShare({ code, stdin = '', args = '', limits = {} }) {
+export function encodeShare({ code, files = [], stdin = '', args = '', limits = {} }) {
   const params = new URLSearchParams();
   params.set('code', toBase64Url(code));
+  if (files.length) {
+    const list = files.map(({ path, content, encoding }) => (encoding === 'base64' ? { path, content, encoding } : { path, content }));
+    params.set('files', toBase64Url(JSON.stringify(list)));
+  }
   if (stdin) params.set('stdin', toBase64Url(stdin));
   if (args) params.set('args', toBase64Url(args));
   for (const key of LIMIT_KEYS) {
@@ -25,15 +34,36 @@ export function decodeShare(fragment) {
       const n = Number(params.get(key));
       if (Number.isSafeInteger(n) && n > 0) limits[key] = n;
     }
-    return {
+    const shared = {
       code: fromBase64Url(params.get('code')),
       stdin: fromBase64Url(params.get('stdin') ?? ''),
       args: fromBase64Url(params.get('args') ?? ''),
       limits,
     };
+    if (params.has('files')) shared.files = decodeFiles(fromBase64Url(params.get('files')));
+    return shared;
   } catch {
     return null;
   }
+}
+
+/** The files of a link, each checked as the server would; throws on anything amiss. */
+function decodeFiles(json) {
+  const list = JSON.parse(json);
+  if (!Array.isArray(list)) throw new Error('files: not a list');
+  const taken = [ENTRY];
+  return list.map((file) => {
+    if (!file || typeof file !== 'object' || typeof file.content !== 'string') throw new Error('files: not a file');
+    const checked = checkPath(file.path, taken);
+    if (checked.error) throw new Error(checked.error);
+    taken.push(checked.path);
+    if (file.encoding === 'base64') {
+      base64ToBytes(file.content); // throws when damaged
+      return { path: checked.path, content: file.content, encoding: 'base64' };
+    }
+    if (file.encoding != null && file.encoding !== 'utf8') throw new Error('files: unknown encoding');
+    return { path: checked.path, content: file.content, encoding: 'utf8' };
+  });
 }
 
 export function toBase64Url(text) {

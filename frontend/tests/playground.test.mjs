@@ -4,6 +4,8 @@
 //   RUNBOX_URL=http://127.0.0.1:8080 RUNBOX_BUSY_URL=http://127.0.0.1:8082 npm test
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import {
   OUT_DIR, RUNBOX_BUSY_URL, RUNBOX_URL, editorText, launch, openPlayground, runWith, screenshot, typeCode, waitReady,
@@ -13,6 +15,21 @@ import {
 const text = async (page, selector) => (await page.locator(selector).innerText()).replace(/\n$/, '');
 /** The limit notice on the status line (from the response's `limit`), or null. */
 const limitNotice = (page) => page.getAttribute('#status', 'data-limit');
+/** The file tabs in order, the selected one marked with `*`. */
+const fileTabs = (page) => page.$$eval('#tabs [role="tab"]', (tabs) => tabs.map((t) => `${t.dataset.path}${t.getAttribute('aria-selected') === 'true' ? '*' : ''}`));
+/** Replaces the shown file's text in one insertion (no auto-indent or bracket closing on the way). */
+async function setCode(page, code) {
+  await page.click('.cm-content');
+  await page.keyboard.press('ControlOrMeta+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(code);
+}
+/** Runs with the button; resolves to the JSON body the page sent. */
+async function runCapturing(page) {
+  const sent = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname.endsWith('/execute'));
+  await runWith(page, () => page.click('#run'));
+  return (await sent).postDataJSON();
+}
 
 describe('playground', { timeout: 180_000 }, () => {
   let browser;
@@ -71,9 +88,12 @@ describe('playground', { timeout: 180_000 }, () => {
     await page.close();
   });
 
-  test('keyboard only: Tab reaches Run, Tab indents in the editor, Esc then Tab leaves it', async () => {
+  test('keyboard only: Tab reaches Run, then the file bar, Tab indents in the editor, Esc then Tab leaves it', async () => {
     const page = await openPlayground(browser.context);
-    const focused = () => page.evaluate(() => document.activeElement.id || document.activeElement.className);
+    const focused = () => page.evaluate(() => {
+      const active = document.activeElement;
+      return active.getAttribute('role') === 'tab' ? `tab ${active.textContent}` : active.id || active.className;
+    });
     await page.selectOption('#examples', 'hello');
     await page.focus('#examples');
     await page.keyboard.press('Tab');
@@ -82,6 +102,13 @@ describe('playground', { timeout: 180_000 }, () => {
     await runWith(page, () => page.keyboard.press('Enter'));
     assert.match(await text(page, '#stdout'), /^Hello from runbox!/);
 
+    // Between Run and the editor: the file bar (the selected tab is one stop, then New file and Upload).
+    const stops = [];
+    for (let i = 0; i < 3; i++) {
+      await page.keyboard.press('Tab');
+      stops.push(await focused());
+    }
+    assert.deepEqual(stops, ['tab main.py', 'file-add', 'file-upload']);
     await page.keyboard.press('Tab');
     assert.match(await focused(), /cm-content/);
     await page.keyboard.press('ControlOrMeta+End');
@@ -255,5 +282,233 @@ describe('playground', { timeout: 180_000 }, () => {
     await page.emulateMedia({ colorScheme: 'light' });
     await screenshot(page, '11-narrow-light', { fullPage: true });
     await page.close();
+  });
+
+  // ---- files ------------------------------------------------------------------------------
+
+  test('several files: tabs are added (names checked as the server does), renamed, deleted; main.py imports the others', async () => {
+    const page = await openPlayground(browser.context);
+    await page.selectOption('#examples', 'hello'); // a program of one file to start from
+    assert.deepEqual(await fileTabs(page), ['main.py*']);
+    assert.equal(await page.isVisible('#file-rename'), false, 'main.py cannot be renamed');
+    assert.equal(await page.isVisible('#file-delete'), false, 'nor deleted');
+
+    await page.click('#file-add');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'file-name');
+    for (const [bad, why] of [
+      ['../up.py', /“\.\.”/], ['/abs.py', /relative/], ['a\\b.py', /“\\”/], ['main.py', /already a file named main\.py/], ['  ', /Give the file a name/],
+    ]) {
+      await page.fill('#file-name', bad);
+      await page.keyboard.press('Enter');
+      assert.equal(await page.isVisible('#file-error'), true, bad);
+      assert.match(await text(page, '#file-error'), why, bad);
+      assert.equal(await page.getAttribute('#file-name', 'aria-invalid'), 'true', bad);
+      assert.deepEqual(await fileTabs(page), ['main.py*'], `${bad} adds no tab`);
+    }
+    await screenshot(page, '13-file-name-refused');
+    await page.fill('#file-name', 'helper.py');
+    assert.equal(await page.isVisible('#file-error'), false, 'typing clears the error');
+    await page.keyboard.press('Enter');
+    assert.deepEqual(await fileTabs(page), ['main.py', 'helper.py*']);
+    assert.equal(await page.isVisible('#file-form'), false);
+    assert.match(await page.evaluate(() => document.activeElement.className), /cm-content/, 'the new file is ready to type in');
+    assert.equal(await editorText(page), '');
+    const helper = 'def greet(name):\n    return f"hello, {name}, from helper.py"\n';
+    await page.keyboard.insertText(helper);
+
+    // The tabs are one keyboard stop; the arrows move between them.
+    await page.focus('#tabs [aria-selected="true"]');
+    await page.keyboard.press('ArrowLeft');
+    assert.deepEqual(await fileTabs(page), ['main.py*', 'helper.py']);
+    assert.match(await editorText(page), /^import sys\n/, 'each tab keeps its own text');
+    const main = 'from helper import greet\nprint(greet("main.py"))';
+    await setCode(page, main);
+
+    let body = await runCapturing(page);
+    assert.deepEqual(body.code, main, 'main.py is `code`');
+    assert.deepEqual(body.files, [{ path: 'helper.py', content: helper }], 'the other tabs are `files`');
+    assert.equal(body.entry, undefined, 'the entry is main.py');
+    assert.equal(await text(page, '#badge'), 'OK');
+    assert.equal(await text(page, '#stdout'), 'hello, main.py, from helper.py');
+    assert.equal(await page.isVisible('#files-box'), false, 'the run wrote no files');
+    await screenshot(page, '14-multi-file');
+
+    // Rename into a folder: it imports as a package path.
+    await page.dblclick('#tabs [data-path="helper.py"]');
+    assert.equal(await text(page, '#file-form-label'), 'Rename helper.py to', 'a double click renames');
+    await page.keyboard.press('Escape');
+    assert.equal(await page.isVisible('#file-form'), false);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'file-rename');
+    assert.deepEqual(await fileTabs(page), ['main.py', 'helper.py*']);
+    await page.click('#file-rename');
+    assert.equal(await page.inputValue('#file-name'), 'helper.py');
+    await page.fill('#file-name', 'main.py');
+    await page.keyboard.press('Enter');
+    assert.match(await text(page, '#file-error'), /already a file named main\.py/);
+    await page.fill('#file-name', 'util/greeting.py');
+    await page.keyboard.press('Enter');
+    assert.deepEqual(await fileTabs(page), ['main.py', 'util/greeting.py*']);
+    assert.equal(await editorText(page), helper, 'renaming keeps the text');
+    await page.click('#tabs [data-path="main.py"]');
+    await setCode(page, 'from util.greeting import greet\nprint(greet("a package"))');
+    body = await runCapturing(page);
+    assert.deepEqual(body.files.map((f) => f.path), ['util/greeting.py']);
+    assert.equal(await text(page, '#stdout'), 'hello, a package, from helper.py');
+
+    // Delete, Undo, delete again: the file is no longer sent.
+    await page.click('#tabs [data-path="util/greeting.py"]');
+    await page.click('#file-delete');
+    assert.deepEqual(await fileTabs(page), ['main.py*']);
+    assert.match(await text(page, '#file-note'), /^Deleted util\/greeting\.py\./);
+    await page.click('#file-undo');
+    assert.deepEqual(await fileTabs(page), ['main.py', 'util/greeting.py*']);
+    assert.equal(await editorText(page), helper, 'undo brings the text back');
+    await page.keyboard.press('Delete'); // the focus is on the restored tab
+    assert.deepEqual(await fileTabs(page), ['main.py*']);
+    body = await runCapturing(page);
+    assert.equal(body.files, undefined, 'one file again: no `files`');
+    assert.equal(await text(page, '#badge'), 'ERROR');
+    assert.match(await text(page, '#stderr'), /ModuleNotFoundError: No module named 'util'/);
+    await page.close();
+  });
+
+  test('files the run writes are listed with downloads; a PNG and an SVG show inline', async () => {
+    const page = await openPlayground(browser.context);
+    const title = await page.title();
+    await setCode(page, String.raw`import hashlib
+import struct
+import zlib
+
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+rows = [[(255, 0, 0), (0, 255, 0), (0, 0, 255)], [(255, 255, 0), (0, 255, 255), (255, 0, 255)]]
+raw = b"".join(b"\x00" + bytes(c for px in row for c in px) for row in rows)
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 8, 2, 0, 0, 0))
+       + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+with open("out.png", "wb") as f:
+    f.write(png)
+svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20">'
+       '<script>parent.document.title = "svg script ran"; document.title = "svg script ran"</script>'
+       '<rect width="40" height="20" fill="teal"/></svg>')
+with open("pic.svg", "w") as f:
+    f.write(svg)
+with open("big.bin", "wb") as f:
+    f.write(bytes(1_100_000))  # past the 1 MiB of file contents a response returns
+print(hashlib.sha256(png).hexdigest(), len(png))
+print(hashlib.sha256(svg.encode()).hexdigest(), len(svg))`);
+    await runWith(page, () => page.click('#run'));
+    assert.equal(await text(page, '#badge'), 'OK');
+    const [[pngSha, pngSize], [svgSha, svgSize]] = (await text(page, '#stdout')).split('\n').map((l) => l.split(' '));
+
+    assert.equal(await page.isVisible('#files-box'), true);
+    assert.equal(await page.isVisible('#files-cut'), true, 'truncated.files is shown');
+    const rows = await page.$$eval('#out-files li', (lis) => lis.map((li) => [
+      li.querySelector('.path').textContent, li.querySelector('.size').textContent,
+      li.querySelector('a')?.textContent ?? li.querySelector('.missing').textContent,
+    ]));
+    assert.deepEqual(rows, [
+      ['big.bin', '1.05 MiB', 'not returned (over the output cap)'],
+      ['out.png', `${pngSize} bytes`, 'download'],
+      ['pic.svg', `${svgSize} bytes`, 'download'],
+    ]);
+
+    // Inline: <img> elements from data: URLs with the right MIME type, drawn at their real size.
+    await page.waitForFunction(() => {
+      const imgs = [...document.querySelectorAll('#out-images img')];
+      return imgs.length === 2 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+    });
+    const images = await page.$$eval('#out-images img', (imgs) => imgs.map((img) => ({
+      path: img.dataset.path, width: img.naturalWidth, height: img.naturalHeight, src: img.src.slice(0, img.src.indexOf(',') + 1),
+    })));
+    assert.deepEqual(images, [
+      { path: 'out.png', width: 3, height: 2, src: 'data:image/png;base64,' },
+      { path: 'pic.svg', width: 40, height: 20, src: 'data:image/svg+xml;base64,' },
+    ]);
+    assert.ok((await page.locator('#out-images img[data-path="out.png"]').boundingBox()).width >= 48, 'a tiny image is scaled up to be seen');
+    assert.equal(await page.title(), title, 'the SVG\'s script did not run');
+    assert.equal(await page.locator('#out-images svg, #out-files svg').count(), 0, 'no SVG markup in the page');
+
+    // Downloads: blob: links whose bytes are the file's, base64 decoded.
+    const sha = (selector) => page.$eval(selector, async (a) => {
+      const bytes = await (await fetch(a.href)).arrayBuffer();
+      return [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    });
+    assert.match(await page.getAttribute('a[download="out.png"]', 'href'), /^blob:/);
+    assert.equal(await sha('a[download="out.png"]'), pngSha);
+    assert.equal(await sha('a[download="pic.svg"]'), svgSha);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a[download="out.png"]')]);
+    assert.equal(download.suggestedFilename(), 'out.png');
+    const saved = await readFile(await download.path());
+    assert.equal(createHash('sha256').update(saved).digest('hex'), pngSha, 'the saved file has the bytes the run wrote');
+    await screenshot(page, '15-output-files');
+
+    // A failure to run clears the list.
+    await page.route('**/execute', (route) => route.abort('internetdisconnected'));
+    await page.click('#run');
+    await page.waitForSelector('#badge.failure');
+    assert.equal(await page.isVisible('#files-box'), false);
+    await page.close();
+  });
+
+  test('uploads become tabs (binary ones as base64), and a share link carries every file', async () => {
+    const page = await openPlayground(browser.context);
+    await page.selectOption('#examples', 'hello');
+    await page.click('#file-add');
+    await page.fill('#file-name', 'lib/words.py');
+    await page.keyboard.press('Enter');
+    await page.keyboard.insertText('WORDS = ["ünïcode", "✓"]\n');
+    await page.setInputFiles('#upload', [
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('line 1\nline 2\n') },
+      { name: 'blob.bin', mimeType: 'application/octet-stream', buffer: Buffer.from([0, 1, 2, 254, 255]) },
+    ]);
+    await page.waitForFunction(() => document.querySelectorAll('#tabs [role="tab"]').length === 4);
+    assert.deepEqual(await fileTabs(page), ['main.py', 'lib/words.py', 'notes.txt', 'blob.bin*']);
+    assert.equal(await page.isVisible('#editor'), false, 'a binary file is not edited');
+    assert.match(await text(page, '#binary-view'), /blob\.bin\s+binary file, 5 bytes/);
+    await screenshot(page, '16-binary-tab');
+    await page.click('#tabs [data-path="notes.txt"]');
+    assert.equal(await editorText(page), 'line 1\nline 2\n');
+
+    await page.setInputFiles('#upload', [{ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('again') }]);
+    await page.waitForSelector('#file-error:not([hidden])');
+    assert.match(await text(page, '#file-error'), /notes\.txt: There is already a file named notes\.txt\./);
+    assert.equal((await fileTabs(page)).length, 4, 'a duplicate upload adds no tab');
+
+    await page.click('#tabs [data-path="main.py"]');
+    await setCode(page, 'from lib.words import WORDS\nprint(*WORDS)\nprint(open("notes.txt").read().splitlines())\nprint(list(open("blob.bin", "rb").read()))');
+    const expected = "ünïcode ✓\n['line 1', 'line 2']\n[0, 1, 2, 254, 255]";
+    const body = await runCapturing(page);
+    assert.deepEqual(body.files.at(-1), { path: 'blob.bin', content: 'AAEC/v8=', encoding: 'base64' });
+    assert.equal(await text(page, '#stdout'), expected);
+
+    await page.click('#share');
+    await page.waitForSelector('#share-panel:not([hidden])');
+    const link = await page.inputValue('#share-url');
+    assert.match(link, /#code=[\w-]+&files=[\w-]+$/);
+    await page.keyboard.press('Escape');
+    await page.close();
+
+    const shared = await browser.context.newPage();
+    await shared.goto(link);
+    await shared.waitForFunction(() => document.querySelectorAll('#tabs [role="tab"]').length === 4);
+    assert.deepEqual(await fileTabs(shared), ['main.py*', 'lib/words.py', 'notes.txt', 'blob.bin']);
+    await shared.click('#tabs [data-path="lib/words.py"]');
+    assert.equal(await editorText(shared), 'WORDS = ["ünïcode", "✓"]\n');
+    await shared.click('#tabs [data-path="blob.bin"]');
+    assert.match(await text(shared, '#binary-view'), /binary file, 5 bytes/);
+    await runWith(shared, () => shared.click('#run'));
+    assert.equal(await text(shared, '#stdout'), expected);
+    await screenshot(shared, '17-share-files-restored');
+    await shared.close();
+
+    // A link from before files existed is still a program of one file (the draft's tabs do not leak in).
+    const old = await openPlayground(browser.context, RUNBOX_URL, `#code=${Buffer.from('print("old link")').toString('base64url')}`);
+    assert.deepEqual(await fileTabs(old), ['main.py*']);
+    await runWith(old, () => old.click('#run'));
+    assert.equal(await text(old, '#stdout'), 'old link');
+    await old.close();
   });
 });

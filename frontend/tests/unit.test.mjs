@@ -1,13 +1,17 @@
 // Unit tests for the page's parts that need no browser: args splitting, the
-// share-link encoding, how each API failure is put into words, and what the
-// page shows for a run result (the limit notice comes from `limit` only).
+// share-link encoding, how each API failure is put into words, what the
+// page shows for a run result (the limit notice comes from `limit` only),
+// and files: the path rule, the request, uploads and downloads.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { execute, retryAfterSeconds } from '../src/api.js';
 import { parseArgs } from '../src/args.js';
+import {
+  base64ToBytes, baseName, buildRequest, bytesToBase64, checkPath, dataUrl, decodeUpload, fileBytes, formatSize, imageMime,
+} from '../src/files.js';
 import { describeResult } from '../src/result.js';
-import { decodeShare, encodeShare } from '../src/share.js';
+import { decodeShare, encodeShare, toBase64Url } from '../src/share.js';
 
 test('args split like a shell', () => {
   assert.deepEqual(parseArgs(''), []);
@@ -167,4 +171,141 @@ test('a missing or malformed `limit` is no limit', () => {
     assert.equal(view.explain, 'Finished normally.');
     assert.ok(view.stderr.parts.every((p) => !p.note));
   }
+});
+
+// ---- files: names, requests, share links, downloads ------------------------------
+
+test('file names follow the server’s path rule', () => {
+  assert.deepEqual(checkPath('helper.py'), { path: 'helper.py' });
+  assert.deepEqual(checkPath('./data//in.csv/'), { path: 'data/in.csv' }, 'normalised as the server does');
+  assert.deepEqual(checkPath('é/データ.csv'), { path: 'é/データ.csv' });
+  assert.deepEqual(checkPath('n'.repeat(255)), { path: 'n'.repeat(255) });
+  for (const [bad, why] of [
+    ['', /Give the file a name/],
+    ['.', /Give the file a name/],
+    ['./', /Give the file a name/],
+    ['/etc/passwd', /relative/],
+    ['../x.py', /“\.\.”/],
+    ['a/../../x', /“\.\.”/],
+    ['a/..', /“\.\.”/],
+    ['a\\b.py', /“\\”/],
+    ['a\0b', /NUL/],
+    ['n'.repeat(256), /255 bytes/],
+    ['é'.repeat(128), /255 bytes/], // 256 bytes of UTF-8
+  ]) {
+    const checked = checkPath(bad);
+    assert.equal(checked.path, undefined, JSON.stringify(bad));
+    assert.match(checked.error, why, JSON.stringify(bad));
+  }
+  const taken = ['main.py', 'helper.py', 'data/in.csv'];
+  assert.match(checkPath('main.py', taken).error, /already a file named main\.py/);
+  assert.match(checkPath('./helper.py', taken).error, /already a file named helper\.py/, 'duplicates are found after normalising');
+  assert.match(checkPath('data', taken).error, /data is a folder of data\/in\.csv/);
+  assert.match(checkPath('helper.py/x.py', taken).error, /helper\.py is a file/);
+  assert.deepEqual(checkPath('data/out.csv', taken), { path: 'data/out.csv' });
+});
+
+test('the request: main.py is `code`, the other tabs are `files`', () => {
+  const limits = { timeout_ms: 2000 };
+  assert.deepEqual(buildRequest({ code: 'print(1)', files: [], stdin: '', args: '' }, limits),
+    { code: 'print(1)', stdin: '', args: [], limits }, 'one file: the request it always was');
+  assert.deepEqual(buildRequest({
+    code: 'import helper',
+    files: [
+      { path: 'helper.py', content: 'X = 1', encoding: 'utf8' },
+      { path: './data//b.bin', content: 'AP8=', encoding: 'base64' },
+    ],
+    stdin: 'in',
+    args: 'a "b c"',
+  }, {}), {
+    code: 'import helper',
+    stdin: 'in',
+    args: ['a', 'b c'],
+    limits: {},
+    files: [
+      { path: 'helper.py', content: 'X = 1' },
+      { path: 'data/b.bin', content: 'AP8=', encoding: 'base64' },
+    ],
+  });
+  assert.throws(() => buildRequest({ code: '', files: [{ path: 'main.py', content: '' }] }), /File “main\.py”: There is already a file named main\.py/,
+    'the server refuses `files` holding the entry when `code` is given');
+  assert.throws(() => buildRequest({ code: '', files: [{ path: 'a', content: '' }, { path: 'a/b', content: '' }] }), /a is a file/);
+  assert.throws(() => buildRequest({ code: '', files: [{ path: '../up', content: '' }] }), /“\.\.”/);
+});
+
+test('share links carry the files; links without files still open', () => {
+  const state = {
+    code: 'from helper import greet\nprint(greet("✓"))',
+    files: [
+      { path: 'helper.py', content: 'def greet(who):\n    return f"hi {who}"\n', encoding: 'utf8' },
+      { path: 'data/blob.bin', content: bytesToBase64(new Uint8Array([0, 159, 146, 150, 255])), encoding: 'base64' },
+    ],
+    stdin: 'x',
+    args: '',
+    limits: {},
+  };
+  const fragment = encodeShare(state);
+  assert.match(fragment, /^code=[\w-]+&files=[\w-]+&stdin=[\w-]+$/);
+  assert.deepEqual(decodeShare(`#${fragment}`), state);
+  const old = decodeShare(`#code=${toBase64Url('print(1)')}`);
+  assert.deepEqual(old, { code: 'print(1)', stdin: '', args: '', limits: {} }, 'an old link: main.py only');
+  assert.equal(encodeShare({ code: 'x', files: [] }), `code=${toBase64Url('x')}`, 'no files, no `files` parameter');
+
+  const link = (files) => `#code=${toBase64Url('')}&files=${toBase64Url(JSON.stringify(files))}`;
+  assert.deepEqual(decodeShare(link([{ path: './a.py', content: '1' }])).files, [{ path: 'a.py', content: '1', encoding: 'utf8' }]);
+  for (const damaged of [
+    link({ path: 'a', content: '' }),
+    link([{ path: '../a', content: '' }]),
+    link([{ path: 'main.py', content: '' }]),
+    link([{ path: 'a', content: '' }, { path: 'a', content: '' }]),
+    link([{ path: 'a', content: 1 }]),
+    link([{ path: 'a', content: '!!', encoding: 'base64' }]),
+    link([{ path: 'a', content: '', encoding: 'hex' }]),
+    `#code=${toBase64Url('')}&files=${toBase64Url('[')}`,
+  ]) {
+    assert.equal(decodeShare(damaged), null, damaged);
+  }
+});
+
+test('base64 decodes to the exact bytes for downloads', () => {
+  const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+  assert.deepEqual(base64ToBytes(bytesToBase64(all)), all);
+  assert.equal(bytesToBase64(new Uint8Array([0, 255])), 'AP8=');
+  assert.deepEqual(base64ToBytes('AP8='), new Uint8Array([0, 255]));
+  assert.deepEqual(base64ToBytes(''), new Uint8Array([]));
+  const big = Uint8Array.from({ length: 200_000 }, (_, i) => (i * 7) & 255);
+  assert.deepEqual(base64ToBytes(bytesToBase64(big)), big, 'past one chunk of String.fromCharCode');
+  for (const bad of ['A', 'AP8', '@@@@', 'AP8=\n', 'AP==8']) assert.throws(() => base64ToBytes(bad), /not base64/, bad);
+
+  // A response's files: base64 decoded, UTF-8 encoded, or none when not returned.
+  assert.deepEqual(fileBytes({ path: 'b', size: 2, encoding: 'base64', content: 'AP8=' }), new Uint8Array([0, 255]));
+  assert.deepEqual(fileBytes({ path: 't', size: 4, encoding: 'utf8', content: 'hé\n' }), new Uint8Array([104, 195, 169, 10]));
+  assert.equal(fileBytes({ path: 'big', size: 5000, encoding: null, content: null }), null);
+  assert.equal(fileBytes({ path: 'x', size: 1, encoding: 'base64', content: '%%' }), null);
+});
+
+test('uploads: UTF-8 text is editable, anything else goes as base64', () => {
+  const bytes = (s) => new TextEncoder().encode(s);
+  assert.deepEqual(decodeUpload(bytes('a,b\n1,2\n')), { encoding: 'utf8', content: 'a,b\n1,2\n', size: 8 });
+  assert.deepEqual(decodeUpload(bytes('x\r\ny\r\n')), { encoding: 'utf8', content: 'x\r\ny\r\n', size: 6 }, 'CRLF is kept');
+  const bom = decodeUpload(new Uint8Array([0xef, 0xbb, 0xbf, 0x61]));
+  assert.deepEqual(bom, { encoding: 'utf8', content: '\ufeffa', size: 4 }, 'a byte-order mark is kept');
+  for (const binary of [new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0xff]), bytes('a\0b'), bytes('mixed\r\nends\n'), bytes('old\rmac')]) {
+    const up = decodeUpload(binary);
+    assert.equal(up.encoding, 'base64');
+    assert.equal(up.size, binary.length);
+    assert.deepEqual(base64ToBytes(up.content), binary, 'the bytes survive');
+  }
+});
+
+test('images by extension, sizes and names for the files list', () => {
+  assert.equal(imageMime('out.png'), 'image/png');
+  assert.equal(imageMime('plots/a.JPG'), 'image/jpeg');
+  assert.equal(imageMime('a.jpeg'), 'image/jpeg');
+  assert.equal(imageMime('pic.svg'), 'image/svg+xml');
+  for (const other of ['a.txt', 'png', 'a.png/b', 'a.gif', 'svg.html']) assert.equal(imageMime(other), null, other);
+  assert.equal(dataUrl('image/png', new Uint8Array([0, 255])), 'data:image/png;base64,AP8=');
+  assert.deepEqual([0, 1, 812, 1536, 3 << 20, 1_100_000].map(formatSize), ['0 bytes', '1 byte', '812 bytes', '1.5 KiB', '3 MiB', '1.05 MiB']);
+  assert.equal(baseName('plots/2024/out.png'), 'out.png');
+  assert.equal(baseName('out.png'), 'out.png');
 });
