@@ -481,7 +481,12 @@ mod tests {
             (r#"{"code": "a"} x"#, 400, ErrorCode::InvalidJson, "trailing"),
             ("[1]", 400, ErrorCode::InvalidRequest, ""),
             (r#"{"files": {}}"#, 400, ErrorCode::InvalidRequest, "`files`"),
-            (r#"{"files": [{"path": "a"}]}"#, 400, ErrorCode::InvalidRequest, "`files[0]`"),
+            (
+                r#"{"files": [{"path": "a"}]}"#,
+                400,
+                ErrorCode::InvalidRequest,
+                "`files[0]`",
+            ),
             (r#"{"code": 1}"#, 400, ErrorCode::InvalidRequest, "`code`"),
             (
                 r#"{"code": "", "args": [1]}"#,

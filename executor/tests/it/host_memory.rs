@@ -75,7 +75,11 @@ async fn concurrent_maximum_memory_runs_stay_within_the_pod_budget() {
     for reply in futures::future::join_all(runs).await {
         let result = reply.response();
         assert_eq!(result.status, Status::Ok, "{}", result.stderr);
-        let counts: Vec<u64> = result.stdout.split_whitespace().map(|n| n.parse().expect("a count")).collect();
+        let counts: Vec<u64> = result
+            .stdout
+            .split_whitespace()
+            .map(|n| n.parse().expect("a count"))
+            .collect();
         let (chunks, files) = (counts[0], counts[1]);
         assert!(
             chunks * MIB > MAX_GUEST / 2,
