@@ -187,7 +187,8 @@ impl LimitHit {
 pub struct Truncated {
     pub stdout: bool,
     pub stderr: bool,
-    /// Some output files were listed without content (`output_files_bytes`).
+    /// Some output files were left out (`output_files_bytes`): listed
+    /// without content, or past the budget not listed at all.
     #[serde(default)]
     pub files: bool,
 }
@@ -214,7 +215,9 @@ pub struct ExecuteResponse {
     /// What the snippet wrote, plus a `[runbox] …` line when a limit ended the run.
     pub stderr: String,
     pub truncated: Truncated,
-    /// Files under the working directory the run created or changed, by path.
+    /// Files under the working directory the run created or changed, by
+    /// path, while `output_files_bytes` lasts (each costs its path, 64 bytes
+    /// and, when it fits, its content).
     #[serde(default)]
     pub files: Vec<OutputFile>,
     /// Wall-clock time of the run.

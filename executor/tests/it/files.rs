@@ -115,6 +115,7 @@ async fn the_entry_may_be_renamed_or_removed_while_it_runs() {
         o.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
         ["kept.py"]
     );
+    assert_still_serves().await;
 }
 
 #[tokio::test]
@@ -155,6 +156,7 @@ print(outcome(open, b'\xff.txt', 'w'))
          EACCES\nEACCES\nEINVAL\nEPERM\nEPERM\nEILSEQ\n"
     );
     assert_eq!(o.files, []);
+    assert_still_serves().await;
 }
 
 /// A write the quota cannot take is cut at the quota (a short write, as on
@@ -184,6 +186,7 @@ async fn total_bytes_hold_just_under_and_fail_just_over() {
     assert_eq!(o.files[0].size, n);
     let o = run_job(&over, "", &[], limits).await;
     assert_eq!(stdout(&o), format!("EIO {n}\nENOSPC\n"));
+    assert_still_serves().await;
 }
 
 #[tokio::test]
@@ -217,6 +220,7 @@ except OSError as e:
     let limits = with_files(|f| f.bytes = 1 << 19);
     let o = run_job(code, "", &[], limits).await;
     assert_eq!(stdout(&o), "EIO EIO EIO\nENOSPC\n");
+    assert_still_serves().await;
 }
 
 #[tokio::test]
@@ -260,6 +264,37 @@ print('freed one, made one')
     let o = run_job(code, "", &[], with_files(|f| f.count = 500)).await;
     assert_status(&o, Status::Ok);
     assert_eq!(stdout(&o), "499 ENOSPC\nfreed one, made one\n");
+    assert_still_serves().await;
+}
+
+/// The largest count a request may ask for, filled: 100 000 tiny files
+/// (the loop makes one more than fits).
+#[tokio::test]
+async fn a_hundred_thousand_tiny_files_fill_the_largest_count() {
+    let code = "import errno\nmade = 0\ntry:\n    for i in range(100001):\n        open(f't{i}', 'w').close()\n        made += 1\nexcept OSError as e:\n    print(made, errno.errorcode[e.errno])\n";
+    let limits = Limits {
+        timeout: std::time::Duration::from_secs(30),
+        fuel: 200_000_000_000,
+        ..with_files(|f| f.count = FileLimits::MAX.count)
+    };
+    let o = run_job(code, "", &[], limits).await;
+    assert_status(&o, Status::Ok);
+    assert_eq!(stdout(&o), "99999 ENOSPC\n");
+    // Each is an output file, but listing them all would be ~7 MB of JSON:
+    // the listing is charged to `output_files_bytes` too (1 MiB), and what
+    // does not fit is left out and flagged.
+    let listed: u64 = o
+        .files
+        .iter()
+        .map(|f| f.path.len() as u64 + executor::sandbox::OUTPUT_FILE_ENTRY_BYTES)
+        .sum();
+    let budget = FileLimits::DEFAULT.output_bytes;
+    assert!(o.files_truncated);
+    assert!(
+        listed <= budget && listed + 6 + executor::sandbox::OUTPUT_FILE_ENTRY_BYTES > budget,
+        "{listed}"
+    );
+    assert_still_serves().await;
 }
 
 #[tokio::test]
@@ -287,6 +322,7 @@ except OSError as e:
     // `/sandbox/d/d/...`: 8 + 2 per level; a 40-byte cap stops it at 15.
     let o = run_job(code, "", &[], with_files(|f| f.path_bytes = 40)).await;
     assert_eq!(stdout(&o).lines().next(), Some("16 ENAMETOOLONG"));
+    assert_still_serves().await;
 }
 
 #[tokio::test]
@@ -307,6 +343,7 @@ print('reopened', len(fds))
     let o = run_job(code, "", &[], with_files(|f| f.open = 40)).await;
     assert_status(&o, Status::Ok);
     assert_eq!(stdout(&o), "40 EDQUOT\nreopened 10\n");
+    assert_still_serves().await;
 }
 
 #[tokio::test]
@@ -323,7 +360,9 @@ async fn an_unlinked_open_file_lives_until_closed() {
 #[tokio::test]
 async fn output_files_past_their_cap_are_listed_without_content() {
     let code = "open('a.txt', 'w').write('a' * 600)\nopen('b.txt', 'w').write('b' * 600)\nopen('c.txt', 'w').write('c' * 300)\n";
-    let o = run_job(code, "", &[], with_files(|f| f.output_bytes = 1000)).await;
+    // Each listed file costs its path and an entry's JSON besides its content.
+    let entry = 5 + executor::sandbox::OUTPUT_FILE_ENTRY_BYTES;
+    let o = run_job(code, "", &[], with_files(|f| f.output_bytes = 1000 + 3 * entry)).await;
     assert_status(&o, Status::Ok);
     assert!(o.files_truncated);
     let shape: Vec<(&str, u64, bool)> = o
@@ -336,9 +375,14 @@ async fn output_files_past_their_cap_are_listed_without_content() {
         shape,
         [("a.txt", 600, true), ("b.txt", 600, false), ("c.txt", 300, true)]
     );
-    // Exactly at the cap, nothing is left out.
-    let o = run_job(code, "", &[], with_files(|f| f.output_bytes = 1500)).await;
+    // Exactly at the cap, nothing is left out; one byte less and the last
+    // content is.
+    let exact = 1500 + 3 * entry;
+    let o = run_job(code, "", &[], with_files(|f| f.output_bytes = exact)).await;
     assert!(!o.files_truncated && o.files.iter().all(|f| f.content.is_some()));
+    let o = run_job(code, "", &[], with_files(|f| f.output_bytes = exact - 1)).await;
+    assert!(o.files_truncated && o.files[2].content.is_none());
+    assert_still_serves().await;
 }
 
 #[tokio::test]
