@@ -95,6 +95,16 @@ impl OutputFile {
         }
     }
 
+    /// Bytes `bytes` take as this file's `content` on the wire: the JSON
+    /// string of the text when it is UTF-8 (escapes included: a control
+    /// byte takes up to six), else the base64.
+    pub fn content_wire_len(bytes: &[u8]) -> u64 {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => json_string_len(text),
+            Err(_) => (bytes.len() as u64).div_ceil(3) * 4,
+        }
+    }
+
     /// A file listed without its content (it did not fit).
     pub fn omitted(path: String, size: u64) -> OutputFile {
         OutputFile {
@@ -113,6 +123,17 @@ impl OutputFile {
             Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(content).ok(),
         }
     }
+}
+
+/// Bytes `text` takes inside a JSON string as serde_json writes it.
+pub fn json_string_len(text: &str) -> u64 {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// The file a request runs when it names none.
@@ -219,6 +240,27 @@ mod tests {
             (Some(Encoding::Utf8), Some("plain"))
         );
         assert_eq!(OutputFile::omitted("o".into(), 9).bytes(), None);
+    }
+
+    #[test]
+    fn wire_lengths_are_what_serde_json_writes() {
+        for text in ["plain", "quote \" and \\", "ctl \u{1}\u{1f}\n\t", "é データ", ""] {
+            let json = serde_json::to_string(text).unwrap();
+            assert_eq!(json_string_len(text), json.len() as u64 - 2, "{text:?}");
+            let file = OutputFile::with_content("p".into(), text.as_bytes());
+            let content = serde_json::to_string(&file.content).unwrap();
+            assert_eq!(
+                OutputFile::content_wire_len(text.as_bytes()),
+                content.len() as u64 - 2
+            );
+        }
+        for bin in [&[0xffu8][..], &[0xff, 0], &[0xff, 0, 1], &[0xff, 0, 1, 2]] {
+            let file = OutputFile::with_content("p".into(), bin);
+            assert_eq!(
+                OutputFile::content_wire_len(bin),
+                file.content.unwrap().len() as u64
+            );
+        }
     }
 
     #[test]

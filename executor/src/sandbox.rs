@@ -645,25 +645,29 @@ pub const OUTPUT_FILE_ENTRY_BYTES: u64 = 64;
 
 /// The files a run leaves for its response: every file under the working
 /// directory it created, wrote or moved, in path order, while `budget`
-/// bytes last: each listed file costs its path and
+/// bytes of the response last, counted as written on the wire (JSON
+/// escapes, base64): each listed file costs its path and
 /// [`OUTPUT_FILE_ENTRY_BYTES`], and its content when that fits too (else it
 /// is listed without). Files past the budget are not listed; either way
-/// the flag says something was left out.
+/// the flag says something was left out. So the files part of a response
+/// stays within `output_files_bytes` whatever the guest writes (the
+/// gateway refuses upstream responses over 64 MiB).
 fn collect_files(files: &fs::Fs, budget: u64) -> (Vec<OutputFile>, bool) {
     let tree = files.lock();
     let mut left = budget;
     let mut truncated = false;
     let mut out = Vec::new();
     for (path, data) in tree.changed_files() {
-        let entry = path.len() as u64 + OUTPUT_FILE_ENTRY_BYTES;
+        let entry = runbox_api::files::json_string_len(&path) + OUTPUT_FILE_ENTRY_BYTES;
         if entry > left {
             truncated = true;
             break;
         }
         left -= entry;
         let size = data.len() as u64;
-        if size <= left {
-            left -= size;
+        let wire = OutputFile::content_wire_len(data);
+        if wire <= left {
+            left -= wire;
             out.push(OutputFile::with_content(path, data));
         } else {
             truncated = true;

@@ -382,6 +382,12 @@ async fn output_files_past_their_cap_are_listed_without_content() {
     assert!(!o.files_truncated && o.files.iter().all(|f| f.content.is_some()));
     let o = run_job(code, "", &[], with_files(|f| f.output_bytes = exact - 1)).await;
     assert!(o.files_truncated && o.files[2].content.is_none());
+    // The budget counts bytes as sent: 200 control bytes are 1200 in JSON.
+    let ctl = "open('c.txt', 'w').write(chr(1) * 200)\n";
+    let o = run_job(ctl, "", &[], with_files(|f| f.output_bytes = 1000)).await;
+    assert!(o.files_truncated && o.files[0].content.is_none() && o.files[0].size == 200);
+    let o = run_job(ctl, "", &[], with_files(|f| f.output_bytes = 1200 + entry)).await;
+    assert!(!o.files_truncated && o.files[0].content.as_deref() == Some(&"\u{1}".repeat(200)[..]));
     assert_still_serves().await;
 }
 
