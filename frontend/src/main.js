@@ -11,7 +11,8 @@ import { EXAMPLES } from './examples.js';
 import { buildRequest } from './files.js';
 import { renderOutputFiles } from './outputs.js';
 import { STATUS_LABEL, describeResult, describeStream, formatMs } from './result.js';
-import { LIMIT_KEYS, decodeShare, encodeShare } from './share.js';
+import { LIMIT_KEYS, checkLimits, formMax, formValue, limitsFromForm, limitsSummary } from './limits.js';
+import { decodeShare, encodeShare } from './share.js';
 import { createFileTabs } from './tabs.js';
 
 const $ = (id) => document.getElementById(id);
@@ -24,9 +25,8 @@ const el = {
   output: document.querySelector('.output'), stdout: $('stdout'), stderr: $('stderr'), stdoutBox: $('stdout-box'), stderrBox: $('stderr-box'),
 };
 const filesOut = { box: $('files-box'), list: $('out-files'), images: $('out-images'), cut: $('files-cut'), count: $('files-count') };
+/** The limits form (units and labels in limits.js: MiB and KiB on the page, bytes in the API). */
 const limitInput = Object.fromEntries(LIMIT_KEYS.map((k) => [k, $(`limit-${k}`)]));
-/** The limits form shows memory in MiB and output in KiB; the API wants bytes. */
-const LIMIT_SCALE = { timeout_ms: 1, fuel: 1, memory_bytes: 1 << 20, output_bytes: 1 << 10 };
 
 const STORE = { draft: 'runbox.draft', history: 'runbox.history' };
 const HISTORY_MAX = 15;
@@ -55,11 +55,7 @@ const fileTabs = createFileTabs({
 // ---- state in and out of the form ------------------------------------------
 
 function currentState() {
-  const limits = {};
-  for (const key of LIMIT_KEYS) {
-    const raw = limitInput[key].value.trim();
-    if (raw) limits[key] = Number(raw) * LIMIT_SCALE[key];
-  }
+  const limits = limitsFromForm(Object.fromEntries(LIMIT_KEYS.map((k) => [k, limitInput[k].value])));
   return { ...fileTabs.snapshot(), stdin: el.stdin.value, args: el.args.value, limits };
 }
 
@@ -70,24 +66,13 @@ function applyState({ code = '', files = [], stdin = '', args = '', limits = {} 
     el.stdin.value = stdin;
     el.args.value = args;
     for (const key of LIMIT_KEYS) {
-      limitInput[key].value = limits[key] ? String(limits[key] / LIMIT_SCALE[key]) : '';
+      limitInput[key].value = formValue(key, limits[key]);
     }
     if (Object.keys(limits).length) el.limits.open = true;
     updateLimitsSummary();
   } finally {
     applying = false;
   }
-}
-
-/** Validated limits in API units, or throws with a message naming the field. */
-function requestLimits(limits) {
-  for (const [key, value] of Object.entries(limits)) {
-    if (!Number.isSafeInteger(value) || value <= 0) {
-      const label = limitInput[key].previousElementSibling.textContent;
-      throw new Error(`The ${label} limit must be a positive whole number.`);
-    }
-  }
-  return limits;
 }
 
 function edited() {
@@ -105,8 +90,7 @@ function saveDraftSoon() {
 }
 
 function updateLimitsSummary() {
-  const set = LIMIT_KEYS.filter((k) => limitInput[k].value.trim());
-  el.limitsSummary.textContent = set.length ? `custom: ${set.map((k) => limitInput[k].previousElementSibling.textContent.split(' ')[0].toLowerCase()).join(', ')}` : 'server defaults';
+  el.limitsSummary.textContent = limitsSummary(LIMIT_KEYS.filter((k) => limitInput[k].value.trim()));
 }
 
 // ---- running ----------------------------------------------------------------
@@ -116,7 +100,7 @@ async function run() {
   const state = currentState();
   let request;
   try {
-    request = buildRequest(state, requestLimits(state.limits));
+    request = buildRequest(state, checkLimits(state.limits));
   } catch (err) {
     renderFailure(new ApiFailure('not sent', err.message));
     return;
@@ -384,9 +368,8 @@ async function loadRuntimes(attempt = 0) {
     el.runtime.classList.remove('warn');
     serverLimits = info.limits ?? null;
     for (const key of LIMIT_KEYS) {
-      const scale = LIMIT_SCALE[key];
-      if (serverLimits?.default?.[key]) limitInput[key].placeholder = String(serverLimits.default[key] / scale);
-      if (serverLimits?.max?.[key]) limitInput[key].max = String(Math.floor(serverLimits.max[key] / scale));
+      if (serverLimits?.default?.[key]) limitInput[key].placeholder = formValue(key, serverLimits.default[key]);
+      if (serverLimits?.max?.[key]) limitInput[key].max = formMax(key, serverLimits.max[key]);
     }
     if (el.badge.classList.contains('failure') && attempt > 0) resetStatus();
   } catch (err) {

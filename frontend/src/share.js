@@ -1,13 +1,14 @@
 // The share link: code, files, stdin, args and limits in the URL fragment,
 // so the snippet never reaches a server log. Text fields are base64url of
-// UTF-8; limits are plain numbers: #code=cHJpbnQoMSk&timeout_ms=2000
+// UTF-8; limits are plain numbers in API units: #code=cHJpbnQoMSk&timeout_ms=2000
 // `code` is main.py; `files` (only when there are other tabs) is base64url of
 // the JSON list [{"path", "content", "encoding"?}] as the API takes it, so a
 // link from before files existed is simply a program of one file.
 
 import { ENTRY, base64ToBytes, checkPath } from './files.js';
+import { LIMIT_KEYS } from './limits.js';
 
-export const LIMIT_KEYS = ['timeout_ms', 'fuel', 'memory_bytes', 'output_bytes'];
+export { LIMIT_KEYS };
 
 export function encodeShare({ code, files = [], stdin = '', args = '', limits = {} }) {
   const params = new URLSearchParams();

@@ -192,7 +192,11 @@ describe('playground', { timeout: 180_000 }, () => {
     // Change this tab's draft so the new tab can only get the snippet from the link.
     await page.keyboard.press('Escape');
     await page.selectOption('#examples', 'hello');
-    await page.waitForTimeout(400);
+    // The example's draft is stored (replacing the typed one) before the tab closes.
+    await page.waitForFunction(() => {
+      const draft = localStorage.getItem('runbox.draft');
+      return draft !== null && !draft.includes('shared snippet');
+    });
     await page.close();
 
     const shared = await browser.context.newPage();
@@ -450,6 +454,39 @@ print(hashlib.sha256(svg.encode()).hexdigest(), len(svg))`);
     await page.click('#run');
     await page.waitForSelector('#badge.failure');
     assert.equal(await page.isVisible('#files-box'), false);
+    await page.close();
+  });
+
+  test('"Returned files (KiB)" sets output_files_bytes: a file past it is listed as not returned', async () => {
+    const { limits } = await (await fetch(`${RUNBOX_URL}/runtimes`)).json();
+    const page = await openPlayground(browser.context);
+    await page.selectOption('#examples', 'hello'); // no limits set
+    await page.click('#limits summary');
+    assert.equal(await page.getAttribute('#limit-output_files_bytes', 'placeholder'), String(limits.default.output_files_bytes / 1024), 'the server default, in KiB');
+    assert.equal(await page.getAttribute('#limit-output_files_bytes', 'max'), String(Math.floor(limits.max.output_files_bytes / 1024)));
+    assert.equal(await page.getAttribute('#limit-files_bytes', 'placeholder'), String(limits.default.files_bytes / (1 << 20)), 'the server default, in MiB');
+    assert.equal(await text(page, '#limits-summary'), 'server defaults');
+    await page.fill('#limit-output_files_bytes', '1');
+    assert.equal(await text(page, '#limits-summary'), 'custom: returned files');
+    await setCode(page, 'with open("big.txt", "w") as f:\n    f.write("x" * 1999 + "\\n")\nprint("wrote big.txt")');
+
+    const request = await runCapturing(page);
+    assert.deepEqual(request.limits, { output_files_bytes: 1024 }, 'KiB sent as bytes; nothing else set');
+    assert.equal(await text(page, '#badge'), 'OK');
+    assert.equal(await text(page, '#stdout'), 'wrote big.txt');
+    assert.equal(await page.isVisible('#files-box'), true);
+    assert.equal(await page.isVisible('#files-cut'), true, 'truncated.files is shown');
+    const rows = await page.$$eval('#out-files li', (lis) => lis.map((li) => [
+      li.querySelector('.path').textContent, li.querySelector('.size').title,
+      li.querySelector('a')?.textContent ?? li.querySelector('.missing').textContent,
+    ]));
+    assert.deepEqual(rows, [['big.txt', '2000 bytes', 'not returned (over the output cap)']]);
+    assert.equal(await page.locator('#out-files a').count(), 0, 'no download for a file not returned');
+    await screenshot(page, '18-returned-files-cap');
+
+    // Leave the draft without limits for the tests after this one (stored at once on an example).
+    await page.selectOption('#examples', 'hello');
+    assert.equal(await text(page, '#limits-summary'), 'server defaults');
     await page.close();
   });
 

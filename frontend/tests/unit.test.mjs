@@ -10,6 +10,9 @@ import { parseArgs } from '../src/args.js';
 import {
   base64ToBytes, baseName, buildRequest, bytesToBase64, checkPath, dataUrl, decodeUpload, fileBytes, formatSize, imageMime,
 } from '../src/files.js';
+import {
+  LIMIT_KEYS, checkLimits, formMax, formValue, limitsFromForm, limitsSummary,
+} from '../src/limits.js';
 import { describeResult } from '../src/result.js';
 import { decodeShare, encodeShare, toBase64Url } from '../src/share.js';
 
@@ -27,6 +30,52 @@ test('share links round-trip code, stdin, args and limits', () => {
   assert.match(fragment, /^code=[\w-]+&stdin=[\w-]+&args=[\w-]+&timeout_ms=3000$/);
   assert.deepEqual(decodeShare(`#${fragment}`), state);
   assert.deepEqual(decodeShare(`#${encodeShare({ code: '' })}`), { code: '', stdin: '', args: '', limits: {} });
+});
+
+test('the limits form: units to API units, the file quotas included', () => {
+  const form = {
+    timeout_ms: '2000', fuel: '', memory_bytes: ' 64 ', output_bytes: '',
+    files_bytes: '8', output_files_bytes: '1',
+  };
+  const limits = checkLimits(limitsFromForm(form));
+  assert.deepEqual(limits, { timeout_ms: 2000, memory_bytes: 64 << 20, files_bytes: 8 << 20, output_files_bytes: 1024 },
+    'Files is MiB and Returned files KiB; empty fields are left to the server');
+  assert.deepEqual(buildRequest({ code: 'print(1)' }, limits),
+    { code: 'print(1)', stdin: '', args: [], limits: { timeout_ms: 2000, memory_bytes: 67108864, files_bytes: 8388608, output_files_bytes: 1024 } });
+  assert.deepEqual(limitsFromForm({ files_bytes: '0.5', output_files_bytes: '1.5' }), { files_bytes: 524288, output_files_bytes: 1536 },
+    'a fraction of a unit that is whole bytes is fine');
+  assert.deepEqual(limitsFromForm({}), {}, 'an empty form: server defaults');
+  assert.deepEqual(checkLimits({}), {});
+
+  for (const [key, raw, label] of [
+    ['files_bytes', '0', 'Files (MiB)'],
+    ['files_bytes', '-1', 'Files (MiB)'],
+    ['output_files_bytes', '0.0001', 'Returned files (KiB)'],
+    ['output_files_bytes', 'x', 'Returned files (KiB)'],
+    ['memory_bytes', '1e30', 'Memory (MiB)'],
+  ]) {
+    assert.throws(() => checkLimits(limitsFromForm({ [key]: raw })), { message: `The ${label} limit must be a positive whole number.` }, `${key}=${raw}`);
+  }
+
+  // Back to the form, and the server's defaults and maxima (GET /runtimes) as placeholder and max.
+  assert.equal(formValue('files_bytes', 16 << 20), '16');
+  assert.equal(formValue('output_files_bytes', 1 << 20), '1024');
+  assert.equal(formValue('output_files_bytes', undefined), '');
+  assert.equal(formMax('files_bytes', 64 << 20), '64');
+  assert.equal(formMax('output_files_bytes', (16 << 20) + 1), '16384', 'rounded down to a whole unit');
+
+  assert.equal(limitsSummary([]), 'server defaults');
+  assert.equal(limitsSummary(['output_files_bytes', 'timeout_ms', 'files_bytes']), 'custom: time, files, returned files', 'in form order');
+  assert.equal(limitsSummary(['fuel', 'memory_bytes', 'output_bytes']), 'custom: fuel, memory, output');
+  assert.deepEqual(LIMIT_KEYS, ['timeout_ms', 'fuel', 'memory_bytes', 'output_bytes', 'files_bytes', 'output_files_bytes']);
+});
+
+test('share links carry the file quotas like the other limits', () => {
+  const state = { code: 'x', stdin: '', args: '', limits: { timeout_ms: 3000, files_bytes: 8 << 20, output_files_bytes: 1024 } };
+  const fragment = encodeShare(state);
+  assert.match(fragment, /^code=[\w-]+&timeout_ms=3000&files_bytes=8388608&output_files_bytes=1024$/);
+  assert.deepEqual(decodeShare(`#${fragment}`), state);
+  assert.deepEqual(decodeShare(`#code=eA&files_bytes=0&output_files_bytes=1.5`).limits, {}, 'not positive whole numbers: dropped');
 });
 
 test('damaged or foreign fragments are ignored', () => {
