@@ -481,8 +481,7 @@ impl Sandbox {
             self.layer.as_ref().map(|(l, at)| (l.clone(), at.as_str())),
             Box::new(CoarseWallClock::new(self.clock_resolution)),
         );
-        let files = if self.filesystem { files } else { files.unmounted() };
-        if self.filesystem {
+        let files = if self.filesystem {
             let mut tree = files.lock();
             for (path, content) in &job.files {
                 tree.put(path, content).map_err(|code| SandboxError::InputFiles {
@@ -490,7 +489,11 @@ impl Sandbox {
                     reason: fs::describe(code),
                 })?;
             }
-        }
+            drop(tree);
+            files
+        } else {
+            files.unmounted()
+        };
         // No env vars, no args (sys.argv is set by the guest), no host
         // directories (the filesystem is `files`, served from memory), no
         // network: the builder's defaults grant none of them.

@@ -182,6 +182,19 @@ pub struct Base {
     pub path_bytes: u64,
 }
 
+impl Base {
+    /// The directory `ino` at the absolute `path` (`/` is depth 0 and
+    /// length 0, so `/sandbox` is depth 1 and 8 bytes).
+    fn of(path: &str, ino: Ino) -> Base {
+        let parts = path.split('/').filter(|p| !p.is_empty());
+        Base {
+            ino,
+            depth: parts.clone().count() as u64,
+            path_bytes: parts.map(|p| 1 + p.len() as u64).sum(),
+        }
+    }
+}
+
 /// Where a path leads: an existing node, or a name to create in a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Found {
@@ -263,13 +276,9 @@ impl Fs {
             workdir: 0,
             root: 0,
         };
-        let root = |path: &str, ino| Mount {
+        let mount = |path: &str, ino| Mount {
             path: path.to_owned(),
-            base: Base {
-                ino,
-                depth: 1,
-                path_bytes: path.len() as u64,
-            },
+            base: Base::of(path, ino),
         };
         let workdir = tree.alloc(Body::Dir(BTreeMap::new()));
         let tmp = tree.alloc(Body::Dir(BTreeMap::new()));
@@ -279,20 +288,14 @@ impl Fs {
         ])));
         tree.workdir = workdir;
         tree.root = top;
-        let mut mounts = vec![root(WORKDIR, Ino::Run(workdir)), root(TMPDIR, Ino::Run(tmp))];
-        mounts.push(Mount {
-            path: "/".to_owned(),
-            base: Base {
-                ino: Ino::Run(top),
-                depth: 0,
-                path_bytes: 0,
-            },
-        });
+        let mut mounts = vec![
+            mount(WORKDIR, Ino::Run(workdir)),
+            mount(TMPDIR, Ino::Run(tmp)),
+            mount("/", Ino::Run(top)),
+        ];
         if let Some((layer, at)) = layer {
             tree.layer = layer;
-            let mut m = root(at, Ino::Layer(0));
-            m.base.depth = at.split('/').filter(|p| !p.is_empty()).count() as u64;
-            mounts.push(m);
+            mounts.push(mount(at, Ino::Layer(0)));
         }
         Fs {
             tree: Arc::new(Mutex::new(tree)),
@@ -322,16 +325,15 @@ impl Fs {
 
     /// The working directory as a base.
     pub fn workdir(&self) -> Base {
-        let tree = self.lock();
-        Base {
-            ino: Ino::Run(tree.workdir),
-            depth: 1,
-            path_bytes: WORKDIR.len() as u64,
-        }
+        self.lock().workdir_base()
     }
 }
 
 impl Tree {
+    fn workdir_base(&self) -> Base {
+        Base::of(WORKDIR, Ino::Run(self.workdir))
+    }
+
     fn now(&self) -> Time {
         let d = self.clock.now();
         Time {
@@ -997,11 +999,7 @@ impl Tree {
     /// Places an input file at `path` under the working directory (making
     /// its directories), charged like any other; it counts as unchanged.
     pub fn put(&mut self, path: &str, content: &[u8]) -> Result<()> {
-        let mut at = Base {
-            ino: Ino::Run(self.workdir),
-            depth: 1,
-            path_bytes: WORKDIR.len() as u64,
-        };
+        let mut at = self.workdir_base();
         let parts: Vec<&str> = path.split('/').collect();
         let Some((name, dirs)) = parts.split_last() else {
             return Err(ErrorCode::Invalid);

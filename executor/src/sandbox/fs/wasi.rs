@@ -141,27 +141,33 @@ impl FsView<'_> {
         Ok(d.at)
     }
 
-    /// A file descriptor opened for writing.
-    fn writable_file(&self, fd: &Resource<Descriptor>) -> FsResult<Ino> {
+    /// A file descriptor opened for writing (`write`) or reading.
+    fn file(&self, fd: &Resource<Descriptor>, write: bool) -> FsResult<Ino> {
         let d = self.desc(fd)?;
         if self.fs.lock().kind(d.at.ino)? == Kind::Dir {
             return Err(ErrorCode::IsDirectory.into());
         }
-        if !d.write {
+        if !(if write { d.write } else { d.read }) {
             return Err(ErrorCode::BadDescriptor.into());
         }
         Ok(d.at.ino)
     }
 
-    fn readable_file(&self, fd: &Resource<Descriptor>) -> FsResult<Ino> {
-        let d = self.desc(fd)?;
-        if self.fs.lock().kind(d.at.ino)? == Kind::Dir {
-            return Err(ErrorCode::IsDirectory.into());
-        }
-        if !d.read {
-            return Err(ErrorCode::BadDescriptor.into());
-        }
-        Ok(d.at.ino)
+    /// A stream over the file of `fd` from `position` (`None`: appending),
+    /// holding the file until it is dropped.
+    fn stream(
+        &mut self,
+        fd: &Resource<Descriptor>,
+        write: bool,
+        position: Option<u64>,
+    ) -> FsResult<FileStream> {
+        let ino = self.file(fd, write)?;
+        self.fs.lock().hold(ino)?;
+        Ok(FileStream {
+            fs: self.fs.clone(),
+            ino,
+            position,
+        })
     }
 
     fn new_time(&self, t: NewTimestamp) -> Option<Time> {
@@ -199,13 +205,7 @@ impl types::HostDescriptor for FsView<'_> {
         fd: Resource<Descriptor>,
         offset: Filesize,
     ) -> FsResult<Resource<wasmtime_wasi::p2::DynInputStream>> {
-        let ino = self.readable_file(&fd)?;
-        self.fs.lock().hold(ino)?;
-        let stream: wasmtime_wasi::p2::DynInputStream = Box::new(FileStream {
-            fs: self.fs.clone(),
-            ino,
-            position: Some(offset),
-        });
+        let stream: wasmtime_wasi::p2::DynInputStream = Box::new(self.stream(&fd, false, Some(offset))?);
         Ok(self.table.push(stream)?)
     }
 
@@ -214,13 +214,7 @@ impl types::HostDescriptor for FsView<'_> {
         fd: Resource<Descriptor>,
         offset: Filesize,
     ) -> FsResult<Resource<wasmtime_wasi::p2::DynOutputStream>> {
-        let ino = self.writable_file(&fd)?;
-        self.fs.lock().hold(ino)?;
-        let stream: wasmtime_wasi::p2::DynOutputStream = Box::new(FileStream {
-            fs: self.fs.clone(),
-            ino,
-            position: Some(offset),
-        });
+        let stream: wasmtime_wasi::p2::DynOutputStream = Box::new(self.stream(&fd, true, Some(offset))?);
         Ok(self.table.push(stream)?)
     }
 
@@ -228,13 +222,7 @@ impl types::HostDescriptor for FsView<'_> {
         &mut self,
         fd: Resource<Descriptor>,
     ) -> FsResult<Resource<wasmtime_wasi::p2::DynOutputStream>> {
-        let ino = self.writable_file(&fd)?;
-        self.fs.lock().hold(ino)?;
-        let stream: wasmtime_wasi::p2::DynOutputStream = Box::new(FileStream {
-            fs: self.fs.clone(),
-            ino,
-            position: None,
-        });
+        let stream: wasmtime_wasi::p2::DynOutputStream = Box::new(self.stream(&fd, true, None)?);
         Ok(self.table.push(stream)?)
     }
 
@@ -275,7 +263,7 @@ impl types::HostDescriptor for FsView<'_> {
     }
 
     fn set_size(&mut self, fd: Resource<Descriptor>, size: Filesize) -> FsResult<()> {
-        let ino = self.writable_file(&fd)?;
+        let ino = self.file(&fd, true)?;
         Ok(self.fs.lock().set_size(ino, size)?)
     }
 
@@ -296,12 +284,12 @@ impl types::HostDescriptor for FsView<'_> {
         len: Filesize,
         offset: Filesize,
     ) -> FsResult<(Vec<u8>, bool)> {
-        let ino = self.readable_file(&fd)?;
+        let ino = self.file(&fd, false)?;
         Ok(self.fs.lock().read(ino, offset, len)?)
     }
 
     fn write(&mut self, fd: Resource<Descriptor>, buf: Vec<u8>, offset: Filesize) -> FsResult<Filesize> {
-        let ino = self.writable_file(&fd)?;
+        let ino = self.file(&fd, true)?;
         Ok(self.fs.lock().write(ino, Some(offset), &buf)?)
     }
 
