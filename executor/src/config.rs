@@ -63,7 +63,7 @@ pub struct RuntimeArgs {
         long,
         env = "EXECUTOR_RUNTIMES",
         value_delimiter = ',',
-        default_value = "python"
+        default_value = "python,python-scientific"
     )]
     pub runtimes: Vec<String>,
 
@@ -74,6 +74,42 @@ pub struct RuntimeArgs {
         default_value = ".runbox/guest/python.wasm"
     )]
     pub guest_wasm: PathBuf,
+
+    /// The `python-scientific` runtime installed by `cargo xtask guest`: its
+    /// adapted interpreter (`python.wasm`), standard-library zip and
+    /// matplotlib data.
+    #[arg(
+        long,
+        env = "EXECUTOR_SCIENTIFIC_DIR",
+        default_value = ".runbox/guest/python-scientific"
+    )]
+    pub scientific_dir: PathBuf,
+
+    /// Guest memory cap of a `python-scientific` run when the request names
+    /// none (clamped to `EXECUTOR_MAX_MEMORY_BYTES`): a pandas run peaks at
+    /// ~55 MiB, a plot at ~75 MiB, before the program's own data.
+    #[arg(long, env = "EXECUTOR_SCIENTIFIC_DEFAULT_MEMORY_BYTES", default_value_t = 256 << 20)]
+    pub scientific_default_memory_bytes: u64,
+
+    /// Fuel of a `python-scientific` run when the request names none
+    /// (clamped to `EXECUTOR_MAX_FUEL`): importing pandas alone burns
+    /// ~4.4e9, scipy and scikit-learn ~1.4e10.
+    #[arg(
+        long,
+        env = "EXECUTOR_SCIENTIFIC_DEFAULT_FUEL",
+        default_value_t = 40_000_000_000
+    )]
+    pub scientific_default_fuel: u64,
+
+    /// Wall-clock limit of a `python-scientific` run when the request names
+    /// none (clamped to `EXECUTOR_MAX_TIMEOUT_MS`): importing scikit-learn
+    /// alone takes ~2.5 s.
+    #[arg(
+        long,
+        env = "EXECUTOR_SCIENTIFIC_DEFAULT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub scientific_default_timeout_ms: u64,
 
     /// Directory for the ahead-of-time compiled guest. Default:
     /// `$XDG_CACHE_HOME/runbox/aot` or `~/.cache/runbox/aot`.

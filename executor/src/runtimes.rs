@@ -8,6 +8,7 @@
 //! which of the available ones a process loads; the first is the default.
 
 pub mod python;
+pub mod scientific;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,10 +18,10 @@ use futures::future::BoxFuture;
 use runbox_api::{LimitPolicy, LimitSet, RuntimeInfo};
 
 use crate::config::RuntimeArgs;
-use crate::sandbox::{Job, Outcome, SandboxError};
+use crate::sandbox::{Job, Outcome, Sandbox, SandboxError};
 
 /// Every runtime this build can load, by name.
-pub const AVAILABLE: &[Definition] = &[python::DEFINITION];
+pub const AVAILABLE: &[Definition] = &[python::DEFINITION, scientific::DEFINITION];
 
 /// Loads a runtime from the process's configuration.
 pub type LoadFn = for<'a> fn(&'a RuntimeArgs) -> BoxFuture<'a, Result<Arc<dyn Runtime>, SandboxError>>;
@@ -57,6 +58,85 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// Runs `job`. Guest failures of every kind are an [`Outcome`]; only
     /// host faults are errors.
     fn execute<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<Outcome, SandboxError>>;
+}
+
+/// A runtime served by one [`Sandbox`]: every runtime of this build.
+#[derive(Debug)]
+pub struct Loaded {
+    sandbox: Sandbox,
+    description: Description,
+}
+
+impl Loaded {
+    /// `sandbox` as the runtime `name`, described by what its guest said of
+    /// itself at load, with the limits of `policy`; logs how it came up.
+    pub fn new(name: &'static str, sandbox: Sandbox, policy: LimitPolicy) -> Loaded {
+        let allocation = sandbox.allocation();
+        tracing::info!(
+            runtime = name,
+            python = sandbox.python_version(),
+            packages = sandbox.packages().len(),
+            cache = ?sandbox.cache_outcome(),
+            missing_modules = sandbox.missing_modules().len(),
+            pooling = allocation.pooling,
+            pool_slots = allocation.pool_slots,
+            cow = allocation.cow,
+            memories = allocation.memories,
+            tables = allocation.tables,
+            "runtime loaded"
+        );
+        let full = sandbox.python_version().to_owned();
+        let description = Description {
+            name,
+            version: short_version(&full),
+            full_version: full,
+            missing_modules: sandbox.missing_modules().to_vec(),
+            packages: sandbox.packages().clone(),
+            policy,
+        };
+        Loaded { sandbox, description }
+    }
+
+    /// The runtime's sandbox (for benchmarks and tests that time or tune it).
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+impl Runtime for Loaded {
+    fn describe(&self) -> &Description {
+        &self.description
+    }
+
+    fn execute<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<Outcome, SandboxError>> {
+        Box::pin(off_the_workers(self.sandbox.execute(job)))
+    }
+}
+
+/// Runs a guest to its end on this thread, as a blocking section: a run is
+/// CPU-bound from start to end (1–2 ms for a hello, seconds for a loop) and
+/// yields to tokio only when the guest sleeps. Polled on a worker like any
+/// future, it holds that worker and everything queued on it, the wake-up of
+/// the next admitted run included (tokio's LIFO slot cannot be stolen), so
+/// two runs took turns on a 2-core machine instead of using both cores
+/// (`docs/benchmarks.md`, "Throughput"). `block_in_place` hands the
+/// worker's queue to another thread first. Admission still bounds the runs
+/// (the handler's future is inside this call until the run ends, so its
+/// slot is held), and the deadline still ends a run. On a current-thread
+/// runtime (tests) the future is simply awaited.
+async fn off_the_workers<F: std::future::Future>(run: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(run))
+        }
+        _ => run.await,
+    }
+}
+
+/// `3.14.0 (main, …) [Clang …]` → `3.14.0`.
+fn short_version(full: &str) -> String {
+    full.split_whitespace().next().unwrap_or(full).to_owned()
 }
 
 /// Why the configured runtimes could not be loaded.
@@ -164,5 +244,10 @@ mod tests {
         let err = select(&["cobol".to_owned()]).unwrap_err().to_string();
         assert!(err.contains("cobol") && err.contains("python"), "{err}");
         assert!(matches!(select(&[]), Err(LoadError::Empty)));
+    }
+
+    #[test]
+    fn version_is_shortened() {
+        assert_eq!(short_version("3.14.0 (main, Oct 1 2025) [Clang 20]"), "3.14.0");
     }
 }

@@ -13,6 +13,7 @@ pub mod limits;
 mod pool;
 mod target;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +43,57 @@ mod bindings {
 }
 
 use bindings::SandboxPre;
+
+/// Host bindings for a WASI command adapted to a component
+/// (`guest/command/command.wit`): the `python-scientific` runtime.
+mod command_bindings {
+    wasmtime::component::bindgen!({
+        path: "guest/command",
+        world: "command",
+        exports: { default: async },
+    });
+}
+
+use command_bindings::CommandPre;
+
+/// How a guest is entered, which decides its WIT world.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A component of the `runbox:guest` world (`guest/wit/sandbox.wit`),
+    /// built by componentize-py: `run-snippet(code, path, args)` runs the
+    /// entry, and the guest reports its version and missing modules.
+    Snippet,
+    /// A WASI command (a `wasip1` core module adapted to a component at
+    /// build time, `guest/command/command.wit`): its `run` export is
+    /// CPython's `main` over the argv `argv`, the entry's path, the job's
+    /// args. `introspect` is a program run at load whose stdout is a JSON
+    /// object `{"version": sys.version, "packages": {name: version}}`.
+    Command {
+        argv: Vec<String>,
+        introspect: &'static str,
+    },
+}
+
+/// The instantiable guest, by its world.
+enum Pre {
+    Snippet(SandboxPre<Guest>),
+    Command(CommandPre<Guest>),
+}
+
+/// An instance of either world.
+enum Instance {
+    Snippet(bindings::Sandbox),
+    Command(command_bindings::Command),
+}
+
+impl Pre {
+    async fn instantiate(&self, store: &mut Store<Guest>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Snippet(pre) => Instance::Snippet(pre.instantiate_async(store).await?),
+            Pre::Command(pre) => Instance::Command(pre.instantiate_async(store).await?),
+        })
+    }
+}
 
 /// Largest wasm stack a guest may use; CPython recursion ends in a
 /// `StackOverflow` trap beyond it rather than crashing the host.
@@ -159,6 +211,8 @@ pub struct EngineOptions {
     /// `None`: map and unmap every run's memories on demand. A runtime
     /// setting: the compiled artifact is the same either way.
     pub pool: Option<PoolOptions>,
+    /// The guest uses wasm exception handling (see [`engine_for`]).
+    pub exceptions: bool,
 }
 
 /// Code generation settings that trade compile time or instantiation work
@@ -220,19 +274,21 @@ impl WasiView for Guest {
 /// The loaded Python runtime: shared by all requests, cheap to call.
 pub struct Sandbox {
     engine: Engine,
-    pre: SandboxPre<Guest>,
+    pre: Pre,
+    entry: Entry,
     epoch: epoch::Ticker,
     meter_fuel: bool,
     clock_resolution: Duration,
     python_version: String,
     missing_modules: Vec<String>,
+    packages: BTreeMap<String, String>,
     cache: CacheOutcome,
     allocation: Allocation,
     /// One permit per pool slot: a run waits for a slot rather than fail
     /// when all are taken (`None` without pooling).
     slots: Option<Arc<Semaphore>>,
-    /// Read-only files every run sees, and where.
-    layer: Option<(Arc<fs::Layer>, String)>,
+    /// Read-only files every run sees, at their mount points.
+    layer: Option<Arc<fs::Layer>>,
     /// Runs see their in-memory filesystem (always, but to measure it).
     filesystem: bool,
 }
@@ -250,13 +306,15 @@ impl std::fmt::Debug for Sandbox {
 /// [`engine_for`] the default [`CpuTarget`] and [`Tuning`] (for tests and
 /// tools).
 pub fn engine(meter_fuel: bool, pool: Option<&PoolOptions>) -> Result<Engine, SandboxError> {
-    engine_for(CpuTarget::default(), meter_fuel, Tuning::default(), pool)
+    engine_for(CpuTarget::default(), meter_fuel, Tuning::default(), false, pool)
 }
 
 /// The engine configuration every artifact is compiled for: code for
 /// `target`'s CPU features with `tuning`'s levers, allocating from `pool`
-/// when given. The target and the tuning are part of the artifact's cache
-/// key; the pool is a runtime setting and changes neither the compiled code
+/// when given, with wasm exception handling when the guest uses it
+/// (`exceptions`: the `python-scientific` interpreter is C++ built with
+/// `-fwasm-exceptions`). The target, the tuning and the features are part
+/// of the artifact's cache key; the pool is a runtime setting and changes neither the compiled code
 /// nor the key. Building an engine for a target this host lacks succeeds
 /// (`executor precompile` may compile for other nodes); loading code with it
 /// does not (see [`CpuTarget::check_host`]).
@@ -264,11 +322,13 @@ pub fn engine_for(
     target: CpuTarget,
     meter_fuel: bool,
     tuning: Tuning,
+    exceptions: bool,
     pool: Option<&PoolOptions>,
 ) -> Result<Engine, SandboxError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
+        .wasm_exceptions(exceptions)
         .consume_fuel(meter_fuel)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
@@ -355,12 +415,25 @@ impl Image {
 }
 
 impl Sandbox {
-    /// Loads the guest component at `guest`, from the AOT cache when possible,
-    /// and runs a warm-up snippet so a returned sandbox is known to work.
-    pub async fn load(guest: &Path, opts: &EngineOptions) -> Result<Sandbox, SandboxError> {
+    /// Loads the guest component at `guest`, entered as `entry` says, from
+    /// the AOT cache when possible, and runs its introspection so a returned
+    /// sandbox is known to work. `layer` is mounted read-only in every run
+    /// (the introspection's included).
+    pub async fn load(
+        guest: &Path,
+        entry: Entry,
+        layer: Option<Arc<fs::Layer>>,
+        opts: &EngineOptions,
+    ) -> Result<Sandbox, SandboxError> {
         let pool = opts.pool.as_ref();
         opts.cpu_target.check_host()?;
-        let engine = engine_for(opts.cpu_target, opts.meter_fuel, opts.tuning, pool)?;
+        let engine = engine_for(
+            opts.cpu_target,
+            opts.meter_fuel,
+            opts.tuning,
+            opts.exceptions,
+            pool,
+        )?;
         // Reading and compiling are blocking work: keep them off the runtime.
         let (component, cache, mapped) = {
             let (engine, guest, dir) = (engine.clone(), guest.to_owned(), opts.cache_dir.clone());
@@ -388,17 +461,33 @@ impl Sandbox {
             table: &mut g.table,
         })
         .map_err(load_err)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(load_err)?;
-        let pre = SandboxPre::new(instance_pre).map_err(load_err)?;
+        let pre = match entry {
+            Entry::Snippet => {
+                let instance_pre = linker.instantiate_pre(&component).map_err(load_err)?;
+                Pre::Snippet(SandboxPre::new(instance_pre).map_err(load_err)?)
+            }
+            Entry::Command { .. } => {
+                // The interpreter's one import beyond WASI, a door to host
+                // tools: there are none, and every call says so (-1).
+                linker
+                    .instance("host")
+                    .and_then(|mut host| host.func_wrap("call", |_, _: (i32, i32, i32, i32)| Ok((-1_i32,))))
+                    .map_err(load_err)?;
+                let instance_pre = linker.instantiate_pre(&component).map_err(load_err)?;
+                Pre::Command(CommandPre::new(instance_pre).map_err(load_err)?)
+            }
+        };
         let epoch = epoch::Ticker::start(engine.clone(), opts.epoch_tick);
         let mut sandbox = Sandbox {
             engine,
             pre,
+            entry,
             epoch,
             meter_fuel: opts.meter_fuel,
             clock_resolution: opts.clock_resolution,
             python_version: String::new(),
             missing_modules: Vec::new(),
+            packages: BTreeMap::new(),
             cache,
             allocation: Allocation {
                 pooling: pool.is_some(),
@@ -408,22 +497,24 @@ impl Sandbox {
                 tables,
             },
             slots: pool.map(|p| Arc::new(Semaphore::new(p.slots.max(1) as usize))),
-            layer: None,
+            layer,
             filesystem: true,
         };
-        let (version, missing, cow) = sandbox.introspect(&image).await.map_err(|e| match (pool, e) {
+        let found = sandbox.introspect(&image).await.map_err(|e| match (pool, e) {
             (Some(p), SandboxError::Instantiate(e)) => p.too_small(e),
             (_, e) => e,
         })?;
-        sandbox.python_version = version;
-        sandbox.missing_modules = missing;
-        sandbox.allocation.cow = cow;
+        sandbox.python_version = found.version;
+        sandbox.missing_modules = found.missing;
+        sandbox.packages = found.packages;
+        sandbox.allocation.cow = found.cow;
         Ok(sandbox)
     }
 
-    /// Mounts `layer` read-only at `at` in every later run.
-    pub fn set_layer(&mut self, layer: Arc<fs::Layer>, at: &str) {
-        self.layer = Some((layer, at.to_owned()));
+    /// Mounts `layer` read-only in every later run, in place of the one
+    /// given at load.
+    pub fn set_layer(&mut self, layer: Arc<fs::Layer>) {
+        self.layer = Some(layer);
     }
 
     /// Runs without any filesystem: no directory, no files (the entry is
@@ -462,6 +553,11 @@ impl Sandbox {
         &self.missing_modules
     }
 
+    /// Third-party packages the guest bundles, name → version.
+    pub fn packages(&self) -> &BTreeMap<String, String> {
+        &self.packages
+    }
+
     /// Whether the compiled artifact came from the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
@@ -478,7 +574,7 @@ impl Sandbox {
     ) -> Result<Store<Guest>, SandboxError> {
         let files = fs::Fs::new(
             job.limits.files,
-            self.layer.as_ref().map(|(l, at)| (l.clone(), at.as_str())),
+            self.layer.clone(),
             Box::new(CoarseWallClock::new(self.clock_resolution)),
         );
         let files = if self.filesystem {
@@ -494,10 +590,15 @@ impl Sandbox {
         } else {
             files.unmounted()
         };
-        // No env vars, no args (sys.argv is set by the guest), no host
-        // directories (the filesystem is `files`, served from memory), no
-        // network: the builder's defaults grant none of them.
-        let wasi = WasiCtx::builder()
+        // No env vars, no host directories (the filesystem is `files`,
+        // served from memory), no network: the builder's defaults grant none
+        // of them. A snippet guest gets no args (it sets `sys.argv` itself);
+        // a command gets its argv.
+        let mut wasi = WasiCtx::builder();
+        if let Entry::Command { argv, .. } = &self.entry {
+            wasi.args(argv).arg(&job.entry).args(&job.args);
+        }
+        let wasi = wasi
             .stdin(MemoryInputPipe::new(job.stdin.clone()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -553,13 +654,14 @@ impl Sandbox {
         let run = async {
             let instance = self
                 .pre
-                .instantiate_async(&mut store)
+                .instantiate(&mut store)
                 .await
                 .map_err(|e| (Phase::Instantiate, e))?;
-            instance
-                .call_run_snippet(&mut store, &code, &job.entry, &job.args)
-                .await
-                .map_err(|e| (Phase::Run, e))
+            match instance {
+                Instance::Snippet(i) => i.call_run_snippet(&mut store, &code, &job.entry, &job.args).await,
+                Instance::Command(i) => i.call_run(&mut store).await,
+            }
+            .map_err(|e| (Phase::Run, e))
         };
         let ended = tokio::time::timeout(job.limits.timeout + DEADLINE_GRACE, run).await;
         let duration = started.elapsed();
@@ -611,33 +713,83 @@ impl Sandbox {
         })
     }
 
-    /// Runs the guest's introspection exports in a throwaway store, and
-    /// looks, while its instance lives, for the memory image mapped into it.
-    async fn introspect(&self, image: &Image) -> Result<(String, Vec<String>, bool), SandboxError> {
+    /// Asks the guest what it is, in a throwaway store, and looks, while
+    /// its instance lives, for the memory image mapped into it: a snippet
+    /// guest through its exports, a command by running its introspection
+    /// program.
+    async fn introspect(&self, image: &Image) -> Result<Introspected, SandboxError> {
         let _slot = self.slot().await?;
-        let job = Job {
-            files: Vec::new(),
-            entry: String::new(),
-            stdin: Vec::new(),
-            args: Vec::new(),
-            limits: Limits {
+        let mut job = Job::code(
+            match &self.entry {
+                Entry::Snippet => "",
+                Entry::Command { introspect, .. } => introspect,
+            },
+            Limits {
                 timeout: Duration::from_secs(60),
                 fuel: u64::MAX / 2,
                 memory_bytes: 1 << 30,
-                output_bytes: 1 << 16,
+                output_bytes: 1 << 20,
                 files: FileLimits::default(),
             },
-        };
-        let (out, err) = (CappedOutput::new(1 << 16), CappedOutput::new(1 << 16));
+        );
+        job.entry = "introspect.py".to_owned();
+        job.files[0].0 = job.entry.clone();
+        let (out, err) = (CappedOutput::new(1 << 20), CappedOutput::new(1 << 16));
         let mut store = self.new_store(&job, &out, &err)?;
         let inst = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));
         let before = image.mappings();
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(inst)?;
+        let instance = self.pre.instantiate(&mut store).await.map_err(inst)?;
         let cow = image.mappings().iter().any(|m| !before.contains(m));
-        let version = instance.call_python_version(&mut store).await.map_err(inst)?;
-        let missing = instance.call_missing_modules(&mut store).await.map_err(inst)?;
-        Ok((version, missing, cow))
+        match instance {
+            Instance::Snippet(i) => Ok(Introspected {
+                version: i.call_python_version(&mut store).await.map_err(inst)?,
+                missing: i.call_missing_modules(&mut store).await.map_err(inst)?,
+                packages: BTreeMap::new(),
+                cow,
+            }),
+            Instance::Command(i) => {
+                let ended = i.call_run(&mut store).await;
+                let (stdout, stderr) = (out.take().0, err.take().0);
+                let failed = |why: String| {
+                    SandboxError::Load(format!(
+                        "the guest's introspection {why}; its stderr: {}",
+                        String::from_utf8_lossy(&stderr).trim()
+                    ))
+                };
+                let code = match ended {
+                    Ok(code) => code,
+                    Err(e) => match e.downcast_ref::<I32Exit>() {
+                        Some(exit) => exit.0,
+                        None => return Err(failed(format!("failed: {e:#}"))),
+                    },
+                };
+                if code != 0 {
+                    return Err(failed(format!("exited with {code}")));
+                }
+                #[derive(serde::Deserialize)]
+                struct Found {
+                    version: String,
+                    packages: BTreeMap<String, String>,
+                }
+                let found: Found = serde_json::from_slice(&stdout)
+                    .map_err(|e| failed(format!("printed no JSON object ({e})")))?;
+                Ok(Introspected {
+                    version: found.version,
+                    missing: Vec::new(),
+                    packages: found.packages,
+                    cow,
+                })
+            }
+        }
     }
+}
+
+/// What a guest says of itself at load.
+struct Introspected {
+    version: String,
+    missing: Vec<String>,
+    packages: BTreeMap<String, String>,
+    cow: bool,
 }
 
 /// What listing one output file costs against `output_files_bytes`,

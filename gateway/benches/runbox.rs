@@ -253,6 +253,8 @@ async fn load_tuned(
 ) -> executor::sandbox::Sandbox {
     executor::sandbox::Sandbox::load(
         &ex.args().guest_wasm,
+        executor::sandbox::Entry::Snippet,
+        None,
         &executor::sandbox::EngineOptions {
             cache_dir: ex.args().cache_dir(),
             epoch_tick: Duration::from_millis(5),
@@ -261,6 +263,7 @@ async fn load_tuned(
             cpu_target: ex.args().cpu_target,
             clock_resolution: Duration::from_micros(ex.args().clock_resolution_us),
             pool,
+            exceptions: false,
         },
     )
     .await
@@ -436,6 +439,10 @@ async fn main() {
             filesystem(&ex, &sandbox, n).await;
             return;
         }
+        Ok("scientific") => {
+            scientific(&ex, &sandbox, n).await;
+            return;
+        }
         _ => {}
     }
 
@@ -521,6 +528,7 @@ async fn main() {
     memory(&ex).await;
     pooling(&ex, n).await;
     filesystem(&ex, &sandbox, n).await;
+    scientific(&ex, &sandbox, n).await;
     let gap = http_gap(&ex, &sandbox, &exec_url, n).await;
     let tuned_cpu = levers(&ex, n).await;
 
@@ -736,6 +744,166 @@ async fn pooling(ex: &executor::Executor, n: usize) {
 /// server's runs: `/sandbox` holding `main.py`, `/tmp`, the output walk) and
 /// without any; 10 MB written to and read back from a file, against the
 /// same bytes built and copied in memory.
+/// numpy, pandas and a 500×500 product timed in one process, each case
+/// `reps` times after one warm-up: the same source for the guest and for
+/// native CPython; prints `case seconds` lines.
+fn compute_harness(reps: usize) -> String {
+    format!(
+        "import time, numpy as np, pandas as pd\n\
+         rng = np.random.default_rng(0)\n\
+         a, b = rng.random((500, 500)), rng.random((500, 500))\n\
+         x = rng.random(1 << 16)\n\
+         df = pd.DataFrame({{'k': rng.integers(0, 100, 10**5), 'v': rng.random(10**5)}})\n\
+         cases = {{'matmul': lambda: a @ b, 'fft': lambda: np.fft.fft(x), 'groupby': lambda: df.groupby('k')['v'].mean()}}\n\
+         for name, f in cases.items():\n    \
+             f()\n    \
+             for _ in range({reps}):\n        \
+                 t = time.perf_counter(); f(); print(name, time.perf_counter() - t)\n"
+    )
+}
+
+/// Median seconds per case from [`compute_harness`]'s output.
+fn compute_medians(out: &str) -> std::collections::BTreeMap<String, Duration> {
+    let mut by: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+    for line in out.lines() {
+        if let Some((name, secs)) = line.split_once(' ')
+            && let Ok(secs) = secs.trim().parse::<f64>()
+        {
+            by.entry(name.to_owned())
+                .or_default()
+                .push(Duration::from_secs_f64(secs));
+        }
+    }
+    by.into_iter()
+        .map(|(k, v)| (k, figures(v, Duration::ZERO).median))
+        .collect()
+}
+
+/// The `python-scientific` runtime against `python` and against native
+/// numpy/pandas from PyPI (`RUNBOX_BENCH_NATIVE_PYTHON`, the venv `cargo
+/// xtask bench` installs from `gateway/benches/native-requirements.txt`).
+async fn scientific(ex: &executor::Executor, sandbox: &executor::sandbox::Sandbox, n: usize) {
+    let loaded = executor::runtimes::scientific::load_scientific(ex.args())
+        .await
+        .expect("loading python-scientific (run `cargo xtask guest`)");
+    let sci = loaded.sandbox();
+    let hello = job(HELLO, 256 << 20, 1 << 16);
+    let [py, sh] = interleaved_cases([(sandbox, &hello), (sci, &hello)], n).await;
+    let m = (n / 10).clamp(10, 50);
+    let (numpy, pandas) = (
+        job("import numpy", 256 << 20, 1 << 16),
+        job("import numpy, pandas", 256 << 20, 1 << 16),
+    );
+    let [imp_np, imp_pd] = interleaved_cases([(sci, &numpy), (sci, &pandas)], m).await;
+    let native_python = std::env::var_os("RUNBOX_BENCH_NATIVE_PYTHON");
+    // When timing native numpy, OpenBLAS picks its kernel for this CPU
+    // unless told otherwise: unset what would tell it, in this command only.
+    let native_cmd = |python: &OsStr| {
+        let mut cmd = Command::new(python);
+        cmd.env_remove("OPENBLAS_CORETYPE").env_remove("OPENBLAS_L2_SIZE");
+        cmd
+    };
+    let native_import = native_python.as_deref().map(|p| {
+        let mut samples = Vec::new();
+        let wall = Instant::now();
+        for _ in 0..m {
+            let t = Instant::now();
+            let out = native_cmd(p)
+                .args(["-c", "import numpy, pandas"])
+                .output()
+                .expect("native python runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            samples.push(t.elapsed());
+        }
+        figures(samples, wall.elapsed())
+    });
+    let reps = 20;
+    let harness = job(&compute_harness(reps), 512 << 20, 1 << 16);
+    let guest = sci.execute(&harness).await.unwrap();
+    assert_eq!(
+        guest.status,
+        Status::Ok,
+        "{}",
+        String::from_utf8_lossy(&guest.stderr)
+    );
+    let guest = compute_medians(&String::from_utf8_lossy(&guest.stdout));
+    let native = native_python.as_deref().map(|p| {
+        let out = native_cmd(p)
+            .env("OPENBLAS_NUM_THREADS", "1")
+            .args(["-c", &compute_harness(reps)])
+            .output()
+            .expect("native python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        compute_medians(&String::from_utf8_lossy(&out.stdout))
+    });
+    let kernel = native_python.as_deref().and_then(|p| {
+        let probe = "import ctypes, glob, os, numpy\n\
+            lib = glob.glob(os.path.join(os.path.dirname(numpy.__file__), '..', 'numpy.libs', '*openblas*'))[0]\n\
+            f = ctypes.CDLL(lib).scipy_openblas_get_corename64_\n\
+            f.restype = ctypes.c_char_p\n\
+            print(f().decode())";
+        let out = native_cmd(p).args(["-c", probe]).output().ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+
+    println!("\n### python-scientific (numpy, pandas, matplotlib in the sandbox)\n");
+    println!("| case | median ms | p99 ms | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| `print('hi')`, `python` | {} | {} | 1 |",
+        ms(py.median),
+        ms(py.p99)
+    );
+    println!(
+        "| `print('hi')`, `python-scientific` | {} | {} | {:.2}× `python` (goal ≤ 5×) |",
+        ms(sh.median),
+        ms(sh.p99),
+        sh.median.as_secs_f64() / py.median.as_secs_f64()
+    );
+    println!(
+        "| `import numpy`, `python-scientific` ({m} runs) | {} | {} | |",
+        ms(imp_np.median),
+        ms(imp_np.p99)
+    );
+    println!(
+        "| `import numpy, pandas`, `python-scientific` ({m} runs) | {} | {} | |",
+        ms(imp_pd.median),
+        ms(imp_pd.p99)
+    );
+    if let Some(native) = &native_import {
+        println!(
+            "| native `python3 -c 'import numpy, pandas'` spawn ({m} runs) | {} | {} | `python-scientific` hello = 1/{:.1} of it (goal ≤ 1/20) |",
+            ms(native.median),
+            ms(native.p99),
+            native.median.as_secs_f64() / sh.median.as_secs_f64()
+        );
+    }
+    println!(
+        "\nCompute, timed inside one process ({reps} runs each after a warm-up, medians; native: numpy/pandas \
+         from PyPI, one OpenBLAS thread, kernel {}):\n",
+        kernel.as_deref().unwrap_or("n/a")
+    );
+    println!("| case | sandbox ms | native ms | sandbox ÷ native |");
+    println!("|---|---|---|---|");
+    for (case, label) in [
+        ("matmul", "500×500 matrix product"),
+        ("fft", "FFT of 2¹⁶ points"),
+        ("groupby", "pandas group-by mean, 10⁵ rows"),
+    ] {
+        let g = guest.get(case).copied().unwrap_or_default();
+        let nat = native.as_ref().and_then(|n| n.get(case).copied());
+        println!(
+            "| {label} | {} | {} | {} |",
+            ms(g),
+            nat.map_or("n/a".into(), ms),
+            nat.map_or("n/a".into(), |v| format!(
+                "{:.1}×",
+                g.as_secs_f64() / v.as_secs_f64()
+            ))
+        );
+    }
+}
+
 async fn filesystem(ex: &executor::Executor, sandbox: &executor::sandbox::Sandbox, n: usize) {
     let mut bare = load_sandbox(ex, true).await;
     bare.without_filesystem();

@@ -114,6 +114,15 @@ pub fn guest_wasm() -> PathBuf {
     )
 }
 
+/// The `python-scientific` runtime's directory: `EXECUTOR_SCIENTIFIC_DIR` when set (`cargo
+/// xtask test` sets it), else `.runbox/guest/python-scientific` in the workspace.
+pub fn scientific_dir() -> PathBuf {
+    std::env::var_os("EXECUTOR_SCIENTIFIC_DIR").map_or_else(
+        || workspace_root().join(".runbox/guest/python-scientific"),
+        PathBuf::from,
+    )
+}
+
 /// The AOT cache the executors share: `EXECUTOR_CACHE_DIR` when set (`cargo xtask test` sets
 /// it). Without it, the processes [`crate::executor`] and [`crate::gateway`] start compile the
 /// guest themselves (`EXECUTOR_NO_CACHE=true`) rather than touch the user's cache.

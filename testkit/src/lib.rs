@@ -95,7 +95,7 @@ pub mod metrics;
 pub mod poll;
 pub mod process;
 
-pub use binary::{Bin, bin_dir, cache_dir, guest_wasm, workspace_root};
+pub use binary::{Bin, bin_dir, cache_dir, guest_wasm, scientific_dir, workspace_root};
 pub use config::env_to_args;
 pub use http::Reply;
 pub use metrics::{Metrics, metric};

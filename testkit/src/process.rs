@@ -14,7 +14,7 @@ use std::time::Duration;
 use runbox_api::{ExecuteRequest, ExecuteResponse};
 use serde::Serialize;
 
-use crate::binary::{Bin, cache_dir, guest_wasm};
+use crate::binary::{Bin, cache_dir, guest_wasm, scientific_dir};
 use crate::http::{self, PROBE_TIMEOUT, Reply};
 use crate::metrics::Metrics;
 use crate::poll::{poll_until, try_poll_until};
@@ -105,8 +105,14 @@ impl Spawn {
         spawn
     }
 
+    /// The guests and the AOT cache; only the `python` runtime unless a
+    /// test asks for more (`.env("EXECUTOR_RUNTIMES", …)` after this): the
+    /// second costs every process ~1.5 s and ~250 MB of mapped artifact.
     fn with_runtime_env(self) -> Spawn {
-        let spawn = self.env("EXECUTOR_GUEST_WASM", guest_wasm());
+        let spawn = self
+            .env("EXECUTOR_GUEST_WASM", guest_wasm())
+            .env("EXECUTOR_SCIENTIFIC_DIR", scientific_dir())
+            .env("EXECUTOR_RUNTIMES", "python");
         match cache_dir() {
             Some(dir) => spawn.env("EXECUTOR_CACHE_DIR", dir),
             None => spawn.env("EXECUTOR_NO_CACHE", "true"),

@@ -15,6 +15,14 @@ const END: &str = "<!-- bench:end -->";
 
 pub fn run(paths: &Paths, iterations: usize) -> Result<()> {
     setup::guest(paths)?;
+    crate::scientific::build(paths)?;
+    // Native numpy/pandas, the python-scientific benchmarks' yardstick.
+    let native = setup::pinned_venv(
+        paths,
+        "gateway/benches/native-requirements.txt",
+        "venv-bench-native",
+        "python3",
+    )?;
     status(
         cargo(paths).args(["build", "--release", "--package", "executor"]),
         "building (release)",
@@ -27,6 +35,7 @@ pub fn run(paths: &Paths, iterations: usize) -> Result<()> {
         .arg(iterations.to_string())
         .stdout(Stdio::piped());
     runtime_env(&mut bench, paths);
+    bench.env("RUNBOX_BENCH_NATIVE_PYTHON", &native);
     eprintln!("xtask: running the benchmarks ({iterations} iterations per case)");
     let output = bench.spawn()?.wait_with_output()?;
     if !output.status.success() {

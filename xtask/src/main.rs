@@ -17,6 +17,7 @@ mod frontend;
 mod paths;
 mod process;
 mod schemathesis;
+mod scientific;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -37,7 +38,8 @@ struct Cli {
 enum Cmd {
     /// Install the build tools cargo does not bring (componentize-py).
     Setup,
-    /// Build the Python guest component (`.runbox/guest/python.wasm`).
+    /// Build both runtimes: the Python guest component (`.runbox/guest/python.wasm`)
+    /// and the python-scientific interpreter (`.runbox/guest/python-scientific/`).
     Guest,
     /// Build and start the service on 127.0.0.1:8080.
     Run {
@@ -70,7 +72,7 @@ fn real_main() -> Result<()> {
     let paths = Paths::discover()?;
     match cli.command {
         Cmd::Setup => setup::tools(&paths).map(drop),
-        Cmd::Guest => setup::guest(&paths).map(drop),
+        Cmd::Guest => guests(&paths),
         Cmd::Run { args } => run(&paths, &args),
         Cmd::Test => test(&paths),
         Cmd::Bench { iterations } => bench::run(&paths, iterations),
@@ -94,18 +96,26 @@ pub(crate) fn status(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Builds both runtimes' guests when their inputs changed.
+fn guests(paths: &Paths) -> Result<()> {
+    setup::guest(paths)?;
+    scientific::build(paths)?;
+    Ok(())
+}
+
 /// The environment every runbox process started by xtask gets.
 pub(crate) fn runtime_env(cmd: &mut Command, paths: &Paths) {
     cmd.env("EXECUTOR_GUEST_WASM", &paths.guest_wasm)
         .env("RUNBOX_GUEST_WASM", &paths.guest_wasm)
         .env("EXECUTOR_CACHE_DIR", &paths.aot_cache)
+        .env("EXECUTOR_SCIENTIFIC_DIR", scientific::dir(paths))
         // Every trap would otherwise capture a Rust backtrace.
         .env_remove("RUST_BACKTRACE");
 }
 
 fn run(paths: &Paths, args: &[String]) -> Result<()> {
     setup::tools(paths)?;
-    setup::guest(paths)?;
+    guests(paths)?;
     frontend::build(paths)?;
     status(
         cargo(paths).args([
@@ -189,7 +199,7 @@ fn gateway_links_no_wasmtime(paths: &Paths) -> Result<()> {
 
 fn test(paths: &Paths) -> Result<()> {
     setup::tools(paths)?;
-    setup::guest(paths)?;
+    guests(paths)?;
     frontend::build(paths)?;
     status(
         cargo(paths).args(["fmt", "--all", "--check"]),

@@ -91,7 +91,11 @@ fn guest_inputs_digest(paths: &Paths) -> Result<String> {
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.file_name().is_some_and(|n| n == "__pycache__") {
+        // The other runtime's inputs (`scientific.rs` stamps them) are not this guest's.
+        if path
+            .file_name()
+            .is_some_and(|n| n == "__pycache__" || n == "scientific" || n == "command")
+        {
             continue;
         }
         if path.is_dir() {

@@ -163,7 +163,12 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_cpu_target_names_the_artifact() {
-        let name = |t| artifact_name(&engine_for(t, true, Tuning::default(), None).unwrap(), b"guest");
+        let name = |t| {
+            artifact_name(
+                &engine_for(t, true, Tuning::default(), false, None).unwrap(),
+                b"guest",
+            )
+        };
         let (v2, v3) = (name(CpuTarget::X86_64V2), name(CpuTarget::X86_64V3));
         assert_ne!(v2, v3);
         assert_eq!(v2, name(CpuTarget::X86_64V2));
@@ -177,7 +182,7 @@ mod tests {
     fn the_tuning_names_the_artifact() {
         let name = |t| {
             artifact_name(
-                &engine_for(CpuTarget::default(), true, t, None).unwrap(),
+                &engine_for(CpuTarget::default(), true, t, false, None).unwrap(),
                 b"guest",
             )
         };

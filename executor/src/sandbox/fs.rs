@@ -89,43 +89,54 @@ struct Node {
 }
 
 /// Read-only files shared by all runs: built once, held by an `Arc`, read
-/// in place (file contents are [`Bytes`], never copied into a run).
-#[derive(Debug, Default)]
+/// in place (file contents are [`Bytes`], never copied into a run). A layer
+/// holds one tree per mount point (a runtime's data at its own paths, the
+/// operator's `EXECUTOR_SHARED_DIR` at `/shared`); each is a preopened
+/// directory of every run.
+#[derive(Debug, Clone, Default)]
 pub struct Layer {
     nodes: Vec<LayerNode>,
+    /// Where each tree appears, and its root node.
+    mounts: Vec<(String, u32)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum LayerNode {
     File(Bytes),
     Dir(BTreeMap<String, u32>),
 }
 
 impl Layer {
-    /// A layer of `files` (relative `/`-separated paths and contents).
-    pub fn from_files(files: impl IntoIterator<Item = (String, Bytes)>) -> Layer {
-        let mut layer = Layer {
-            nodes: vec![LayerNode::Dir(BTreeMap::new())],
-        };
+    /// A layer of `files` (relative `/`-separated paths and contents)
+    /// mounted at `at`.
+    pub fn from_files(at: &str, files: impl IntoIterator<Item = (String, Bytes)>) -> Layer {
+        let mut layer = Layer::default();
+        layer.mount_files(at, files);
+        layer
+    }
+
+    /// Adds a tree of `files` at the absolute path `at`.
+    pub fn mount_files(&mut self, at: &str, files: impl IntoIterator<Item = (String, Bytes)>) {
+        let root = self.push(LayerNode::Dir(BTreeMap::new()));
+        self.mounts.push((at.to_owned(), root));
         for (path, content) in files {
-            let mut dir = 0u32;
+            let mut dir = root;
             let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
             let Some((name, dirs)) = parts.split_last() else {
                 continue;
             };
             for part in dirs {
-                dir = layer.child_dir(dir, part);
+                dir = self.child_dir(dir, part);
             }
-            let ino = layer.push(LayerNode::File(content));
-            if let LayerNode::Dir(entries) = &mut layer.nodes[dir as usize] {
+            let ino = self.push(LayerNode::File(content));
+            if let LayerNode::Dir(entries) = &mut self.nodes[dir as usize] {
                 entries.insert((*name).to_owned(), ino);
             }
         }
-        layer
     }
 
-    /// A layer with every regular file under `root` (read once, at start).
-    pub fn from_dir(root: &Path) -> std::io::Result<Layer> {
+    /// Adds every regular file under `root` (read once, at start) at `at`.
+    pub fn mount_dir(&mut self, at: &str, root: &Path) -> std::io::Result<()> {
         fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Bytes)>) -> std::io::Result<()> {
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
@@ -143,7 +154,13 @@ impl Layer {
         }
         let mut files = Vec::new();
         walk(root, root, &mut files)?;
-        Ok(Layer::from_files(files))
+        self.mount_files(at, files);
+        Ok(())
+    }
+
+    /// Where the layer's trees appear, in the order they were added.
+    pub fn mount_points(&self) -> impl Iterator<Item = &str> {
+        self.mounts.iter().map(|(at, _)| at.as_str())
     }
 
     fn push(&mut self, node: LayerNode) -> u32 {
@@ -256,14 +273,10 @@ pub struct Fs {
 }
 
 impl Fs {
-    /// An empty `/sandbox` and `/tmp` under `limits`, with `layer` at
-    /// `layer_at` when given. Timestamps come from `clock` (the run's own,
+    /// An empty `/sandbox` and `/tmp` under `limits`, with `layer`'s trees
+    /// at their mount points when given. Timestamps come from `clock` (the run's own,
     /// as coarse as the guest's clocks).
-    pub fn new(
-        limits: FileLimits,
-        layer: Option<(Arc<Layer>, &str)>,
-        clock: Box<dyn HostWallClock + Send>,
-    ) -> Fs {
+    pub fn new(limits: FileLimits, layer: Option<Arc<Layer>>, clock: Box<dyn HostWallClock + Send>) -> Fs {
         let mut tree = Tree {
             nodes: Vec::new(),
             free: Vec::new(),
@@ -293,9 +306,9 @@ impl Fs {
             mount(TMPDIR, Ino::Run(tmp)),
             mount("/", Ino::Run(top)),
         ];
-        if let Some((layer, at)) = layer {
+        if let Some(layer) = layer {
+            mounts.extend(layer.mounts.iter().map(|(at, root)| mount(at, Ino::Layer(*root))));
             tree.layer = layer;
-            mounts.push(mount(at, Ino::Layer(0)));
         }
         Fs {
             tree: Arc::new(Mutex::new(tree)),

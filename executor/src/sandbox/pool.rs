@@ -35,6 +35,12 @@ pub const LINEAR_MEMORY_KEEP_RESIDENT: usize = 0;
 /// The same for tables (CPython's guest has a few thousand entries).
 pub const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
+/// Largest instance state (a core instance's `VMContext`, and a component's
+/// summed over its core instances) a slot holds. Wasmtime's default, 1 MiB,
+/// is too small for the `python-scientific` interpreter, whose 47 000
+/// functions need 1.5 MB of function references.
+pub const MAX_INSTANCE_BYTES: usize = 4 << 20;
+
 /// Largest memory a 32-bit guest can address.
 const WASM32_MAX_MEMORY: u64 = 4 << 30;
 const WASM_PAGE: u64 = 64 << 10;
@@ -75,6 +81,8 @@ impl PoolOptions {
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES))
             .max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .max_core_instance_size(MAX_INSTANCE_BYTES)
+            .max_component_instance_size(MAX_INSTANCE_BYTES)
             .total_memories(slots.saturating_mul(MAX_MEMORIES))
             .max_memories_per_component(MAX_MEMORIES)
             .total_tables(slots.saturating_mul(MAX_TABLES))

@@ -42,8 +42,9 @@ pub async fn load(pool: Option<PoolOptions>) -> Sandbox {
         tuning: Default::default(),
         clock_resolution: executor::sandbox::clock::DEFAULT_RESOLUTION,
         pool,
+        exceptions: false,
     };
-    Sandbox::load(&guest_wasm(), &opts)
+    Sandbox::load(&guest_wasm(), executor::sandbox::Entry::Snippet, None, &opts)
         .await
         .unwrap_or_else(|e| panic!("loading the guest (run `cargo xtask guest`): {e}"))
 }

@@ -20,5 +20,7 @@ mod limits;
 mod manifests;
 mod output;
 mod pool;
+mod scientific;
+mod scientific_http;
 mod snapshot;
 mod stdlib;

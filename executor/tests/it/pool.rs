@@ -131,8 +131,9 @@ async fn a_pool_too_small_for_the_guest_is_a_load_error_naming_the_setting() {
         tuning: Default::default(),
         clock_resolution: executor::sandbox::clock::DEFAULT_RESOLUTION,
         pool: Some(PoolOptions::for_concurrency(1, 1 << 20)),
+        exceptions: false,
     };
-    let err = Sandbox::load(&guest_wasm(), &opts)
+    let err = Sandbox::load(&guest_wasm(), executor::sandbox::Entry::Snippet, None, &opts)
         .await
         .expect_err("1 MiB cannot hold CPython");
     let msg = err.to_string();

@@ -240,14 +240,27 @@ fn input_files_make_their_directories_and_count_as_unchanged() {
 #[test]
 fn the_shared_layer_is_read_in_place_and_never_written() {
     let content = Bytes::from_static(b"shared data");
-    let layer = Arc::new(Layer::from_files([
-        ("lib/a.txt".to_owned(), content.clone()),
-        ("b.txt".to_owned(), Bytes::from_static(b"b")),
-    ]));
-    assert_eq!(layer.files(), 2);
+    let mut layer = Layer::from_files(
+        "/usr/share/runbox",
+        [
+            ("lib/a.txt".to_owned(), content.clone()),
+            ("b.txt".to_owned(), Bytes::from_static(b"b")),
+        ],
+    );
+    // A second tree, mounted under a path of the first's (as a runtime's
+    // data directory beside its zip).
+    layer.mount_files(
+        "/usr/share/runbox/b.txt/data",
+        [("c".to_owned(), Bytes::from_static(b"c"))],
+    );
+    assert_eq!(layer.files(), 3);
+    assert_eq!(
+        layer.mount_points().collect::<Vec<_>>(),
+        ["/usr/share/runbox", "/usr/share/runbox/b.txt/data"]
+    );
     let fs = Fs::new(
         FileLimits::DEFAULT,
-        Some((layer, "/usr/share/runbox")),
+        Some(Arc::new(layer)),
         Box::new(crate::sandbox::clock::CoarseWallClock::new(
             Duration::from_micros(100),
         )),
@@ -273,6 +286,17 @@ fn the_shared_layer_is_read_in_place_and_never_written() {
     assert_eq!(t.mkdir(m, "d"), Err(ErrorCode::ReadOnly));
     assert_eq!(t.unlink(m, "b.txt"), Err(ErrorCode::ReadOnly));
     assert_eq!(t.list(m.ino).unwrap().len(), 2);
+    let data = fs
+        .mounts()
+        .iter()
+        .find(|m| m.path.ends_with("/data"))
+        .unwrap()
+        .base;
+    assert_eq!(data.depth, 5);
+    let c = t.open(data, "c", OpenHow::default()).unwrap();
+    assert_eq!(t.read(c.ino, 0, 10).unwrap().0, b"c");
+    assert_eq!(t.open(data, "d", create()), Err(ErrorCode::ReadOnly));
+    t.release(c.ino);
     // The layer costs the run nothing.
     assert_eq!(t.usage(), (0, 0, 0));
 }
