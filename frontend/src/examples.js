@@ -1,6 +1,8 @@
-// The examples menu: a few everyday programs, then one per sandbox limit so
-// a visitor can watch the sandbox hold. `limits` use API units; `files` are
-// the tabs beside main.py, as the API takes them.
+// The examples menu: a few everyday programs, some for the scientific
+// runtime, then one per sandbox limit so a visitor can watch the sandbox
+// hold. `limits` use API units; `files` are the tabs beside main.py, as the
+// API takes them; `runtime` names the runtime an example needs (picking it
+// selects that runtime; an example without one runs on the server default).
 
 export const EXAMPLES = [
   {
@@ -127,6 +129,73 @@ with open("report.txt", "w") as f:
     f.write(f"busiest day: {max(visits, key=visits.get)}\n")
 
 print("wrote gradient.png, chart.svg and report.txt")
+`,
+  },
+  {
+    id: 'numpy',
+    group: 'scientific',
+    runtime: 'python-scientific',
+    title: 'numpy: a linear system and statistics',
+    code: `import numpy as np
+
+# 2x + y - z = 8,  -3x - y + 2z = -11,  -2x + y + 2z = -3
+a = np.array([[2, 1, -1], [-3, -1, 2], [-2, 1, 2]], dtype=float)
+b = np.array([8, -11, -3], dtype=float)
+x = np.linalg.solve(a, b)
+print("x, y, z =", np.round(x, 6))
+print("A @ x == b:", np.allclose(a @ x, b))
+
+rng = np.random.default_rng(seed=7)
+heights = rng.normal(loc=170, scale=8, size=1_000)
+print(f"{heights.size} samples: mean {heights.mean():.1f}, std {heights.std(ddof=1):.1f}")
+print("quartiles:", np.round(np.percentile(heights, [25, 50, 75]), 1))
+`,
+  },
+  {
+    id: 'pandas',
+    group: 'scientific',
+    runtime: 'python-scientific',
+    title: 'pandas: a table grouped and summed',
+    code: `import pandas as pd
+
+sales = pd.DataFrame({
+    "region": ["north", "south", "north", "east", "south", "east", "north"],
+    "product": ["tea", "tea", "coffee", "coffee", "coffee", "tea", "tea"],
+    "units": [12, 7, 5, 9, 11, 4, 8],
+    "price": [3.5, 3.5, 4.0, 4.0, 4.0, 3.5, 3.5],
+})
+sales["revenue"] = sales["units"] * sales["price"]
+
+by_region = (
+    sales.groupby("region")
+    .agg(orders=("units", "size"), units=("units", "sum"), revenue=("revenue", "sum"))
+    .sort_values("revenue", ascending=False)
+)
+print(by_region)
+print()
+print(sales.pivot_table(index="region", columns="product", values="units", aggfunc="sum", fill_value=0))
+`,
+  },
+  {
+    id: 'plot',
+    group: 'scientific',
+    runtime: 'python-scientific',
+    title: 'matplotlib: a plot, shown inline',
+    code: `# Figures shown with plt.show() (or left open at the end) come back
+# as PNG files (figure-1.png, ...), shown under the output.
+import matplotlib.pyplot as plt
+import numpy as np
+
+x = np.linspace(0, 2 * np.pi, 200)
+fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+ax.plot(x, np.sin(x), label="sin x")
+ax.plot(x, np.cos(x), label="cos x", linestyle="--")
+ax.set_title("Two waves")
+ax.set_xlabel("x")
+ax.legend()
+ax.grid(alpha=0.3)
+plt.show()
+print("drew one figure")
 `,
   },
   {

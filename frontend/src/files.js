@@ -53,12 +53,13 @@ export function checkPath(raw, taken = []) {
 /**
  * The `POST /execute` body for a program: `code` is main.py, `files` the
  * other tabs (left out when there are none, so a one-file program is the
- * request it always was). Throws with a sentence when a path is refused.
+ * request it always was); `runtime` only when the program names one ('' is
+ * the server's default). Throws with a sentence when a path is refused.
  *
- * @param {{ code: string, files?: {path: string, content: string, encoding?: string}[], stdin?: string, args?: string }} state
+ * @param {{ code: string, files?: {path: string, content: string, encoding?: string}[], stdin?: string, args?: string, runtime?: string }} state
  * @param {object} limits validated limits in API units
  */
-export function buildRequest({ code, files = [], stdin = '', args = '' }, limits = {}) {
+export function buildRequest({ code, files = [], stdin = '', args = '', runtime = '' }, limits = {}) {
   const taken = [ENTRY];
   const wire = files.map((file) => {
     const checked = checkPath(file.path, taken);
@@ -70,6 +71,7 @@ export function buildRequest({ code, files = [], stdin = '', args = '' }, limits
   });
   const request = { code, stdin, args: parseArgs(args), limits };
   if (wire.length) request.files = wire;
+  if (runtime) request.runtime = runtime;
   return request;
 }
 

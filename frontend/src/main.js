@@ -2,8 +2,13 @@
 // history to the API and renders each run (or each failure to run).
 //
 // Flow: Run (button or Ctrl/Cmd+Enter) → collect the files (main.py and the
-// other tabs), stdin, args, limits → api.execute → renderResult (streams and
-// the files the run wrote) / renderFailure → history.
+// other tabs), stdin, args, runtime, limits → api.execute → renderResult
+// (streams and the files the run wrote) / renderFailure → history.
+//
+// The runtime picker is filled from GET /runtimes (runtimes.js decides the
+// options); the limit fields' placeholders and maxima are the selected
+// runtime's. Until the list is in (or while /runtimes fails) the picker
+// holds the program's own choice.
 
 import { ApiFailure, execute, runtimes } from './api.js';
 import { createEditor } from './editor.js';
@@ -12,6 +17,9 @@ import { buildRequest } from './files.js';
 import { renderOutputFiles } from './outputs.js';
 import { STATUS_LABEL, describeResult, describeStream, formatMs } from './result.js';
 import { LIMIT_KEYS, checkLimits, formMax, formValue, limitsFromForm, limitsSummary } from './limits.js';
+import {
+  exampleOffered, isRuntimeName, listedRuntimes, pickerState, runtimeLabel, runtimeLimits,
+} from './runtimes.js';
 import { decodeShare, encodeShare } from './share.js';
 import { createFileTabs } from './tabs.js';
 
@@ -21,7 +29,7 @@ const el = {
   examples: $('examples'), share: $('share'), sharePanel: $('share-panel'), shareUrl: $('share-url'), shareNote: $('share-note'),
   args: $('args'), stdin: $('stdin'), limits: $('limits'), limitsSummary: $('limits-summary'),
   history: $('history'), historyList: $('history-list'), historyClear: $('history-clear'),
-  runtime: $('runtime'), status: $('status'), badge: $('badge'), explain: $('explain'), meta: $('meta'),
+  runtime: $('runtime'), apiStatus: $('api-status'), status: $('status'), badge: $('badge'), explain: $('explain'), meta: $('meta'),
   output: document.querySelector('.output'), stdout: $('stdout'), stderr: $('stderr'), stdoutBox: $('stdout-box'), stderrBox: $('stderr-box'),
 };
 const filesOut = { box: $('files-box'), list: $('out-files'), images: $('out-images'), cut: $('files-cut'), count: $('files-count') };
@@ -32,7 +40,8 @@ const STORE = { draft: 'runbox.draft', history: 'runbox.history' };
 const HISTORY_MAX = 15;
 
 let running = false;
-let serverLimits = null; // { default, max } from GET /runtimes
+let runtimeInfo = null; // the GET /runtimes body, once it answered
+let wantedRuntime = ''; // the runtime the program asks for ('' = the server default)
 let applying = false; // true while the page itself fills the inputs
 let editedSinceLoad = false;
 
@@ -56,15 +65,17 @@ const fileTabs = createFileTabs({
 
 function currentState() {
   const limits = limitsFromForm(Object.fromEntries(LIMIT_KEYS.map((k) => [k, limitInput[k].value])));
-  return { ...fileTabs.snapshot(), stdin: el.stdin.value, args: el.args.value, limits };
+  return { ...fileTabs.snapshot(), stdin: el.stdin.value, args: el.args.value, runtime: el.runtime.value, limits };
 }
 
-function applyState({ code = '', files = [], stdin = '', args = '', limits = {} }) {
+function applyState({ code = '', files = [], stdin = '', args = '', runtime = '', limits = {} }) {
   applying = true;
   try {
     fileTabs.load({ code, files });
     el.stdin.value = stdin;
     el.args.value = args;
+    wantedRuntime = isRuntimeName(runtime) ? runtime : '';
+    renderPicker();
     for (const key of LIMIT_KEYS) {
       limitInput[key].value = formValue(key, limits[key]);
     }
@@ -98,6 +109,12 @@ function updateLimitsSummary() {
 async function run() {
   if (running) return;
   const state = currentState();
+  if (el.runtime.dataset.state === 'unavailable') {
+    renderFailure(new ApiFailure('not sent', state.runtime
+      ? `This server does not offer the ${state.runtime} runtime this program asks for; pick one of its runtimes.`
+      : 'This server lists no runtime to run the program in.'));
+    return;
+  }
   let request;
   try {
     request = buildRequest(state, checkLimits(state.limits));
@@ -108,7 +125,7 @@ async function run() {
   setRunning(true);
   try {
     const { result, executor } = await execute(request);
-    renderResult(result, executor, request.limits);
+    renderResult(result, executor, request);
     remember(state, result.status);
     editedSinceLoad = false;
   } catch (err) {
@@ -162,8 +179,10 @@ function setLimit(limit) {
 }
 
 /** Shows a run; what it says comes from describeResult (stderr is never parsed). */
-function renderResult(result, executor, requested) {
-  const view = describeResult(result, { ...serverLimits?.default, ...requested });
+function renderResult(result, executor, request) {
+  const ran = result.runtime && typeof result.runtime.name === 'string' ? result.runtime : null;
+  const limits = runtimeLimits(runtimeInfo, ran?.name ?? request.runtime ?? '');
+  const view = describeResult(result, { ...limits?.default, ...request.limits });
   setBadge(view.status, view.label);
   setLimit(view.limit);
   el.explain.textContent = view.explain;
@@ -171,7 +190,11 @@ function renderResult(result, executor, requested) {
   const items = [['time', formatMs(result.duration_ms)]];
   if (result.fuel_used != null) items.push(['fuel', compact.format(result.fuel_used), `${whole.format(result.fuel_used)} fuel units`]);
   if (result.exit_code != null) items.push(['exit', String(result.exit_code)]);
-  if (result.runtime?.version) items.push(['Python', result.runtime.version]);
+  if (ran) {
+    // The runtime that ran it, as the response says (not as the picker does).
+    const listed = listedRuntimes(runtimeInfo).find((r) => r.name === ran.name);
+    items.push(['runtime', `${ran.name}${ran.version ? ` ${ran.version}` : ''}`, listed ? runtimeLabel(listed) : undefined]);
+  }
   if (executor) items.push(['executor', executor]);
   renderMeta(items);
 
@@ -229,14 +252,30 @@ function renderStream(pre, box, view) {
 
 // ---- examples ---------------------------------------------------------------
 
-function fillExamples() {
-  const placeholder = new Option('Examples…', '');
-  const everyday = document.createElement('optgroup');
-  everyday.label = 'Examples';
-  const limits = document.createElement('optgroup');
-  limits.label = 'See the sandbox hold';
-  for (const ex of EXAMPLES) (ex.group === 'limits' ? limits : everyday).append(new Option(ex.title, ex.id));
-  el.examples.append(placeholder, everyday, limits);
+const EXAMPLE_GROUPS = [
+  ['everyday', 'Examples'],
+  ['scientific', 'numpy, pandas, matplotlib (python-scientific)'],
+  ['limits', 'See the sandbox hold'],
+];
+
+/** The examples menu; one whose runtime the server does not list is disabled, with a note. */
+function renderExamples() {
+  const groups = EXAMPLE_GROUPS.map(([id, label]) => {
+    const group = document.createElement('optgroup');
+    group.label = label;
+    group.dataset.group = id;
+    for (const ex of EXAMPLES.filter((e) => (e.group ?? 'everyday') === id)) {
+      const option = new Option(ex.title, ex.id);
+      if (!exampleOffered(ex, runtimeInfo)) {
+        option.disabled = true;
+        option.text += ` (needs ${ex.runtime})`;
+        option.title = `This server does not list the ${ex.runtime} runtime`;
+      }
+      group.append(option);
+    }
+    return group;
+  });
+  el.examples.replaceChildren(new Option('Examples…', ''), ...groups);
 }
 
 el.examples.addEventListener('change', () => {
@@ -244,7 +283,8 @@ el.examples.addEventListener('change', () => {
   el.examples.value = '';
   if (!ex) return;
   if (editedSinceLoad) remember(currentState(), 'draft'); // don't lose unsaved work
-  applyState({ code: ex.code, files: ex.files, stdin: ex.stdin, args: ex.args, limits: ex.limits });
+  // An example without a runtime runs on the server default.
+  applyState({ code: ex.code, files: ex.files, stdin: ex.stdin, args: ex.args, runtime: ex.runtime, limits: ex.limits });
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   editedSinceLoad = false;
   store(STORE.draft, currentState());
@@ -298,8 +338,8 @@ function store(key, value) {
   try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* private mode or full: history is optional */ }
 }
 
-/** The same program and inputs (limits aside): one history entry, not two. */
-const sameRun = (a, b) => a.code === b.code && a.stdin === b.stdin && a.args === b.args
+/** The same program, inputs and runtime (limits aside): one history entry, not two. */
+const sameRun = (a, b) => a.code === b.code && a.stdin === b.stdin && a.args === b.args && (a.runtime ?? '') === (b.runtime ?? '')
   && JSON.stringify(a.files ?? []) === JSON.stringify(b.files ?? []);
 
 function remember(state, status) {
@@ -329,13 +369,18 @@ function renderHistory() {
     const count = document.createElement('span');
     count.className = 'st';
     count.textContent = others ? `+${others} ${others === 1 ? 'file' : 'files'}` : '';
+    // The runtime, when it is not the one a program gets anyway.
+    const runtime = document.createElement('span');
+    runtime.className = 'st';
+    const defaultName = pickerState(runtimeInfo).selected;
+    runtime.textContent = isRuntimeName(entry.runtime) && entry.runtime !== defaultName ? entry.runtime : '';
     const status = document.createElement('span');
     status.className = 'st';
     status.textContent = dot.title;
     const when = document.createElement('time');
     when.textContent = time.format(entry.at);
-    button.append(dot, text, count, status, when);
-    button.setAttribute('aria-label', `Restore: ${text.textContent}${others ? ` and ${count.textContent.slice(1)}` : ''}, ${dot.title}, ${when.textContent}`);
+    button.append(dot, text, count, runtime, status, when);
+    button.setAttribute('aria-label', `Restore: ${text.textContent}${others ? ` and ${count.textContent.slice(1)}` : ''}${runtime.textContent ? ` on ${runtime.textContent}` : ''}, ${dot.title}, ${when.textContent}`);
     button.addEventListener('click', () => {
       applyState(entry);
       editedSinceLoad = false;
@@ -358,24 +403,59 @@ el.historyClear.addEventListener('click', () => {
   renderHistory();
 });
 
-// ---- runtime info -----------------------------------------------------------
+// ---- runtimes: the picker and the limits it brings --------------------------
+
+/** Fills the picker from the server's list (or the program's choice alone while there is none). */
+function renderPicker() {
+  const view = pickerState(runtimeInfo, wantedRuntime);
+  el.runtime.replaceChildren(...view.options.map((o) => {
+    const option = new Option(o.label, o.value);
+    option.title = o.title;
+    if (o.unavailable) option.dataset.unavailable = 'true';
+    return option;
+  }));
+  el.runtime.value = view.selected;
+  el.runtime.dataset.state = !view.known ? 'pending' : view.unavailable ? 'unavailable' : 'listed';
+  el.runtime.classList.toggle('warn', view.unavailable);
+  el.runtime.setAttribute('aria-invalid', String(view.unavailable));
+  el.runtime.title = view.options.find((o) => o.value === view.selected)?.title ?? '';
+  showRuntimeLimits();
+}
+
+/** The limit fields' placeholders (defaults) and maxima: the selected runtime's, none when unknown. */
+function showRuntimeLimits() {
+  const limits = runtimeLimits(runtimeInfo, el.runtime.value);
+  for (const key of LIMIT_KEYS) {
+    const value = limits?.default?.[key];
+    const max = limits?.max?.[key];
+    limitInput[key].placeholder = value ? formValue(key, value) : '';
+    if (max) limitInput[key].max = formMax(key, max);
+    else limitInput[key].removeAttribute('max');
+  }
+}
+
+el.runtime.addEventListener('change', () => {
+  wantedRuntime = el.runtime.value;
+  renderPicker(); // a runtime the server lacks is gone from the list once another is picked
+  edited();
+});
 
 async function loadRuntimes(attempt = 0) {
   try {
     const info = await runtimes();
-    const python = info.runtimes?.find((r) => r.name === 'python') ?? info.runtimes?.[0];
-    el.runtime.textContent = python ? `Python ${python.version}` : 'no runtime';
-    el.runtime.classList.remove('warn');
-    serverLimits = info.limits ?? null;
-    for (const key of LIMIT_KEYS) {
-      if (serverLimits?.default?.[key]) limitInput[key].placeholder = formValue(key, serverLimits.default[key]);
-      if (serverLimits?.max?.[key]) limitInput[key].max = formMax(key, serverLimits.max[key]);
-    }
+    runtimeInfo = info && typeof info === 'object' ? info : { runtimes: [] };
+    el.apiStatus.hidden = true;
+    el.apiStatus.textContent = '';
+    el.apiStatus.removeAttribute('title');
+    renderPicker();
+    renderExamples();
+    renderHistory();
     if (el.badge.classList.contains('failure') && attempt > 0) resetStatus();
   } catch (err) {
-    el.runtime.textContent = err.kind === 'offline' ? 'API unreachable' : 'API not ready';
-    el.runtime.classList.add('warn');
-    el.runtime.title = err.message;
+    // The picker keeps the program's choice; the status says what is wrong.
+    el.apiStatus.hidden = false;
+    el.apiStatus.textContent = err.kind === 'offline' ? 'API unreachable' : 'API not ready';
+    el.apiStatus.title = err.message;
     if (!running && (el.badge.classList.contains('idle') || el.badge.classList.contains('failure'))) renderFailure(err);
     if (attempt < 30) setTimeout(() => loadRuntimes(attempt + 1), 1000 * Math.min(10, Math.max(1, err.retryAfter ?? 2 + attempt)));
   }
@@ -401,7 +481,7 @@ document.addEventListener('keydown', (e) => {
 for (const input of [el.args, el.stdin]) input.addEventListener('input', () => { if (!applying) edited(); });
 for (const input of Object.values(limitInput)) input.addEventListener('input', () => { updateLimitsSummary(); if (!applying) edited(); });
 
-fillExamples();
+renderExamples();
 const draft = load(STORE.draft);
 applyState(decodeShare(location.hash) ?? (typeof draft?.code === 'string' ? draft : EXAMPLES[0]));
 renderStream(el.stdout, el.stdoutBox, EMPTY_STREAM);

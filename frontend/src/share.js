@@ -1,16 +1,19 @@
-// The share link: code, files, stdin, args and limits in the URL fragment,
+// The share link: code, files, stdin, args, runtime and limits in the URL fragment,
 // so the snippet never reaches a server log. Text fields are base64url of
 // UTF-8; limits are plain numbers in API units: #code=cHJpbnQoMSk&timeout_ms=2000
 // `code` is main.py; `files` (only when there are other tabs) is base64url of
 // the JSON list [{"path", "content", "encoding"?}] as the API takes it, so a
 // link from before files existed is simply a program of one file.
+// `runtime` is a name as `GET /runtimes` lists it (`runtime=python-scientific`),
+// left out for "the server's default", as in links from before runtimes.
 
 import { ENTRY, base64ToBytes, checkPath } from './files.js';
 import { LIMIT_KEYS } from './limits.js';
+import { isRuntimeName } from './runtimes.js';
 
 export { LIMIT_KEYS };
 
-export function encodeShare({ code, files = [], stdin = '', args = '', limits = {} }) {
+export function encodeShare({ code, files = [], stdin = '', args = '', runtime = '', limits = {} }) {
   const params = new URLSearchParams();
   params.set('code', toBase64Url(code));
   if (files.length) {
@@ -19,6 +22,7 @@ export function encodeShare({ code, files = [], stdin = '', args = '', limits = 
   }
   if (stdin) params.set('stdin', toBase64Url(stdin));
   if (args) params.set('args', toBase64Url(args));
+  if (runtime) params.set('runtime', runtime);
   for (const key of LIMIT_KEYS) {
     if (limits[key]) params.set(key, String(limits[key]));
   }
@@ -42,6 +46,10 @@ export function decodeShare(fragment) {
       limits,
     };
     if (params.has('files')) shared.files = decodeFiles(fromBase64Url(params.get('files')));
+    if (params.has('runtime')) {
+      if (!isRuntimeName(params.get('runtime'))) throw new Error('runtime: not a runtime name');
+      shared.runtime = params.get('runtime');
+    }
     return shared;
   } catch {
     return null;

@@ -67,11 +67,11 @@ export async function screenshot(page, name, options = {}) {
   await page.screenshot({ path: join(OUT_DIR, `${name}.png`), ...options });
 }
 
-/** Opens the playground (storage is shared per browser) and waits for the runtime to load. */
+/** Opens the playground (storage is shared per browser) and waits for the runtime picker to be filled from GET /runtimes. */
 export async function openPlayground(context, url = RUNBOX_URL, hash = '') {
   const page = await context.newPage();
   await page.goto(`${url}/${hash}`);
-  await page.waitForFunction(() => /^Python 3\./.test(document.getElementById('runtime').textContent));
+  await page.waitForSelector('#runtime:not([data-state="pending"])', { state: 'attached' });
   return page;
 }
 

@@ -24,6 +24,19 @@ async function setCode(page, code) {
   await page.keyboard.press('Delete');
   await page.keyboard.insertText(code);
 }
+/** GET /runtimes of the server under test, from node. */
+const serverRuntimes = async () => (await fetch(`${RUNBOX_URL}/runtimes`)).json();
+/** The name of the runtime the server marks default. */
+const defaultRuntime = async () => (await serverRuntimes()).runtimes.find((r) => r.default).name;
+/** The picker's options: value, text, selected, marked unavailable. */
+const pickerOptions = (page) => page.$$eval('#runtime option', (options) => options.map((o) => ({
+  value: o.value, label: o.textContent, selected: o.selected, unavailable: o.dataset.unavailable === 'true',
+})));
+/** The limit fields as the form shows them: [key, placeholder, max]. */
+const limitFields = (page) => page.$$eval('.limits-grid input', (inputs) => inputs.map((i) => [i.id.replace('limit-', ''), i.placeholder, i.max]));
+/** The same, from a runtime's `limits` (API units → the fields' units). */
+const UNIT = { timeout_ms: 1, fuel: 1, memory_bytes: 1 << 20, output_bytes: 1 << 10, files_bytes: 1 << 20, output_files_bytes: 1 << 10 };
+const expectedFields = (limits) => Object.entries(UNIT).map(([key, unit]) => [key, String(limits.default[key] / unit), String(Math.floor(limits.max[key] / unit))]);
 /** Runs with the button; resolves to the JSON body the page sent. */
 async function runCapturing(page) {
   const sent = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname.endsWith('/execute'));
@@ -55,7 +68,7 @@ describe('playground', { timeout: 180_000 }, () => {
     assert.equal(await text(page, '#stdout'), 'hello from the test');
     const meta = await text(page, '#meta');
     assert.match(meta, /time\s+[\d.]+ m?s/);
-    assert.match(meta, /Python\s+3\.\d+\.\d+/);
+    assert.match(meta, /runtime\s+[\w.-]+ 3\.\d+\.\d+/, 'the runtime that ran it, from the response');
     assert.match(meta, /executor\s+\S+/);
     assert.deepEqual(await layout(), before, 'running must not move the editor or the output panel');
     await screenshot(page, '01-run-button');
@@ -187,7 +200,7 @@ describe('playground', { timeout: 180_000 }, () => {
     await page.click('#share');
     await page.waitForSelector('#share-panel:not([hidden])');
     const link = await page.inputValue('#share-url');
-    assert.match(link, /#code=[\w-]+&stdin=[\w-]+&args=[\w-]+$/);
+    assert.match(link, /#code=[\w-]+&stdin=[\w-]+&args=[\w-]+&runtime=[\w.-]+$/);
     await screenshot(page, '05-share-link');
     // Change this tab's draft so the new tab can only get the snippet from the link.
     await page.keyboard.press('Escape');
@@ -234,10 +247,14 @@ describe('playground', { timeout: 180_000 }, () => {
 
     const down = await browser.context.newPage();
     await down.route('**/runtimes', (route) => route.abort('connectionrefused'));
-    await down.goto(`${RUNBOX_URL}/`);
-    await down.waitForSelector('#runtime.warn');
-    assert.equal(await text(down, '#runtime'), 'API unreachable');
+    // A link naming a runtime: with no list to check it against, the picker keeps it.
+    await down.goto(`${RUNBOX_URL}/#code=${Buffer.from('print(1)').toString('base64url')}&runtime=python-scientific`);
+    await down.waitForSelector('#api-status.warn:not([hidden])');
+    assert.equal(await text(down, '#api-status'), 'API unreachable');
     assert.equal(await text(down, '#badge'), 'OFFLINE', 'a dead API shows before anyone presses Run');
+    assert.equal(await down.inputValue('#runtime'), 'python-scientific', 'the picker keeps the program\'s choice');
+    assert.equal(await down.getAttribute('#runtime', 'data-state'), 'pending');
+    assert.equal(await down.locator('#runtime option[data-unavailable]').count(), 0, 'not marked unavailable: the server was not asked');
     await down.close();
   });
 
@@ -524,7 +541,7 @@ print(hashlib.sha256(svg.encode()).hexdigest(), len(svg))`);
     await page.click('#share');
     await page.waitForSelector('#share-panel:not([hidden])');
     const link = await page.inputValue('#share-url');
-    assert.match(link, /#code=[\w-]+&files=[\w-]+$/);
+    assert.match(link, /#code=[\w-]+&files=[\w-]+&runtime=[\w.-]+$/);
     await page.keyboard.press('Escape');
     await page.close();
 
@@ -544,8 +561,166 @@ print(hashlib.sha256(svg.encode()).hexdigest(), len(svg))`);
     // A link from before files existed is still a program of one file (the draft's tabs do not leak in).
     const old = await openPlayground(browser.context, RUNBOX_URL, `#code=${Buffer.from('print("old link")').toString('base64url')}`);
     assert.deepEqual(await fileTabs(old), ['main.py*']);
+    assert.equal(await old.inputValue('#runtime'), await defaultRuntime(), 'and runs on the default runtime');
     await runWith(old, () => old.click('#run'));
     assert.equal(await text(old, '#stdout'), 'old link');
     await old.close();
+  });
+  // ---- runtimes ---------------------------------------------------------------------------
+
+  test('the runtime picker lists what GET /runtimes lists; each run carries the chosen runtime and the limits are its own', async () => {
+    const info = await serverRuntimes();
+    const page = await openPlayground(browser.context);
+    await page.selectOption('#examples', 'hello'); // a plain example: the default runtime
+    const listed = await pickerOptions(page);
+    assert.deepEqual(listed.map((o) => o.value), info.runtimes.map((r) => r.name), 'every runtime the server lists, in its order, and nothing else');
+    assert.deepEqual(listed.filter((o) => o.selected).map((o) => o.value), [info.runtimes.find((r) => r.default).name], 'the default is selected');
+    for (const [i, runtime] of info.runtimes.entries()) {
+      assert.ok(listed[i].label.startsWith(`Python ${runtime.version}`), `${listed[i].label}: named with its version`);
+      assert.equal(listed[i].unavailable, false);
+    }
+    assert.equal(await page.getAttribute('#runtime', 'data-state'), 'listed');
+    assert.equal(await page.isVisible('#api-status'), false, 'nothing to warn about');
+    // An example needing a runtime is offered exactly when the server lists that runtime.
+    const examples = await page.$$eval('#examples optgroup[data-group="scientific"] option', (os) => os.map((o) => o.disabled));
+    const scientific = info.runtimes.some((r) => r.name === 'python-scientific');
+    assert.deepEqual(examples, [!scientific, !scientific, !scientific]);
+
+    await page.click('#limits summary');
+    for (const runtime of info.runtimes) {
+      await page.selectOption('#runtime', runtime.name);
+      assert.deepEqual(await limitFields(page), expectedFields(runtime.limits), `${runtime.name}: placeholders and max are its own`);
+      await setCode(page, 'import sys\nprint(sys.version.split()[0])');
+      const request = await runCapturing(page);
+      assert.equal(request.runtime, runtime.name, 'the request names the chosen runtime');
+      assert.equal(await text(page, '#badge'), 'OK', runtime.name);
+      assert.equal(await text(page, '#stdout'), runtime.version, `${runtime.name} ran it`);
+      assert.match(await text(page, '#meta'), new RegExp(`runtime\\s+${runtime.name} ${runtime.version.replace(/\./g, '\\.')}`), 'the meta line names the runtime that ran it');
+    }
+
+    // The choice is kept in the draft and in a share link.
+    const chosen = info.runtimes.at(-1).name;
+    await page.waitForFunction((name) => JSON.parse(localStorage.getItem('runbox.draft') ?? '{}').runtime === name, chosen);
+    await page.reload();
+    await page.waitForSelector('#runtime[data-state="listed"]', { state: 'attached' });
+    assert.equal(await page.inputValue('#runtime'), chosen, 'the draft brings the runtime back');
+    await page.click('#share');
+    await page.waitForSelector('#share-panel:not([hidden])');
+    const link = await page.inputValue('#share-url');
+    assert.ok(link.endsWith(`&runtime=${chosen}`), link);
+    await page.keyboard.press('Escape');
+    await page.selectOption('#examples', 'hello'); // the draft back on the default for the tests after this one
+    assert.equal(await page.inputValue('#runtime'), info.runtimes.find((r) => r.default).name, 'a plain example selects the default');
+    await page.waitForFunction(() => JSON.parse(localStorage.getItem('runbox.draft') ?? '{}').code?.includes('Hello from runbox'));
+    await page.close();
+
+    const shared = await openPlayground(browser.context, RUNBOX_URL, link.slice(link.indexOf('#')));
+    assert.equal(await shared.inputValue('#runtime'), chosen, 'the link selects its runtime');
+    const request = await runCapturing(shared);
+    assert.equal(request.runtime, chosen);
+    assert.equal(await text(shared, '#badge'), 'OK');
+    await screenshot(shared, '19-runtime-picker');
+    await shared.close();
+  });
+
+  test('a runtime the server does not list is shown unavailable and not sent; the limits follow the picker (GET /runtimes simulated in the browser)', async () => {
+    const info = await serverRuntimes();
+    const main = info.runtimes.find((r) => r.default);
+    assert.notEqual(main.name, 'python-scientific', 'the test drops python-scientific from the list: it must not be the default');
+    // This server lists its default runtime and a made-up small one, but no python-scientific.
+    const small = { ...main, name: 'python-small', default: false, limits: { default: { ...main.limits.default, memory_bytes: 32 << 20, timeout_ms: 1000 }, max: { ...main.limits.max, memory_bytes: 64 << 20 } } };
+    const page = await browser.context.newPage();
+    await page.route('**/runtimes', (route) => route.fulfill({ json: { ...info, runtimes: [main, small] } }));
+    let posts = 0;
+    page.on('request', (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname.endsWith('/execute')) posts++; });
+    await page.goto(`${RUNBOX_URL}/#code=${Buffer.from('import numpy').toString('base64url')}&runtime=python-scientific`);
+    await page.waitForSelector('#runtime[data-state="unavailable"]', { state: 'attached' });
+    assert.deepEqual((await pickerOptions(page)).map((o) => [o.value, o.label, o.selected, o.unavailable]), [
+      [main.name, `Python ${main.version} (${main.name})`, false, false], // two that read the same: told apart by name
+      ['python-small', `Python ${main.version} (python-small)`, false, false],
+      ['python-scientific', 'python-scientific (not on this server)', true, true],
+    ], 'the link\'s runtime stays selected, marked unavailable, rather than swapped for another');
+    assert.ok(await page.locator('#runtime.warn').isVisible(), 'marked for the eye too');
+    await page.click('#limits summary');
+    assert.deepEqual(await limitFields(page), Object.keys(UNIT).map((key) => [key, '', '']), 'no defaults or maxima to show for a runtime the server lacks');
+    await screenshot(page, '20-runtime-unavailable');
+
+    await page.click('#run');
+    await page.waitForSelector('#badge.failure');
+    assert.equal(await text(page, '#badge'), 'NOT SENT');
+    assert.match(await text(page, '#explain'), /does not offer the python-scientific runtime/);
+    assert.equal(posts, 0, 'nothing was sent');
+    const examples = await page.$$eval('#examples optgroup[data-group="scientific"] option', (os) => os.map((o) => [o.value, o.disabled, o.textContent]));
+    assert.deepEqual(examples.map(([id, disabled]) => [id, disabled]), [['numpy', true], ['pandas', true], ['plot', true]], 'its examples are disabled');
+    assert.ok(examples.every(([, , label]) => label.endsWith('(needs python-scientific)')));
+
+    // Picking a listed runtime: the unavailable one is gone, the limits are the picked one's.
+    await page.selectOption('#runtime', 'python-small');
+    assert.equal(await page.getAttribute('#runtime', 'data-state'), 'listed');
+    assert.equal(await page.locator('#runtime option[data-unavailable]').count(), 0);
+    assert.deepEqual(await limitFields(page), expectedFields(small.limits));
+    assert.equal(await page.getAttribute('#limit-memory_bytes', 'placeholder'), '32');
+    await page.selectOption('#runtime', main.name);
+    assert.deepEqual(await limitFields(page), expectedFields(main.limits), 'and back');
+    await setCode(page, 'print("on the default")');
+    const request = await runCapturing(page);
+    assert.equal(request.runtime, main.name);
+    assert.equal(await text(page, '#stdout'), 'on the default');
+    assert.equal(posts, 1);
+    await page.selectOption('#examples', 'hello');
+    await page.close();
+  });
+
+  test('the scientific examples run on python-scientific: numpy, a pandas table, and a plot shown inline as a PNG', async () => {
+    const info = await serverRuntimes();
+    const scientific = info.runtimes.find((r) => r.name === 'python-scientific');
+    assert.ok(scientific, `the server must list python-scientific (it lists ${info.runtimes.map((r) => r.name).join(', ')})`);
+    const page = await openPlayground(browser.context);
+    await page.selectOption('#examples', 'hello');
+    await page.click('#limits summary');
+
+    await page.selectOption('#examples', 'plot');
+    assert.equal(await page.inputValue('#runtime'), 'python-scientific', 'the example selects its runtime');
+    assert.deepEqual(await limitFields(page), expectedFields(scientific.limits), 'and its limits show');
+    const request = await runCapturing(page);
+    assert.equal(request.runtime, 'python-scientific');
+    assert.match(request.code, /plt\.show\(\)/);
+    assert.equal(await text(page, '#badge'), 'OK');
+    assert.equal(await text(page, '#stdout'), 'drew one figure');
+    assert.match(await text(page, '#meta'), new RegExp(`runtime\\s+python-scientific ${scientific.version.replace(/\./g, '\\.')}`));
+    const rows = await page.$$eval('#out-files li', (lis) => lis.map((li) => [li.querySelector('.path').textContent, li.querySelector('a')?.textContent ?? null]));
+    assert.deepEqual(rows, [['figure-1.png', 'download']]);
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#out-images img[data-path="figure-1.png"]');
+      return img && img.complete && img.naturalWidth > 0;
+    });
+    const image = await page.$eval('#out-images img[data-path="figure-1.png"]', async (img) => ({
+      width: img.naturalWidth,
+      height: img.naturalHeight,
+      src: img.src.slice(0, img.src.indexOf(',') + 1),
+      head: [...new Uint8Array(await (await fetch(img.src)).arrayBuffer()).slice(0, 8)],
+    }));
+    assert.deepEqual(image, {
+      width: 600, height: 350, // figsize (6, 3.5) at dpi 100
+      src: 'data:image/png;base64,',
+      head: [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], // a PNG's signature
+    });
+    await screenshot(page, '21-plot');
+
+    await page.selectOption('#examples', 'numpy');
+    assert.equal(await page.inputValue('#runtime'), 'python-scientific');
+    await runWith(page, () => page.click('#run'));
+    assert.equal(await text(page, '#badge'), 'OK');
+    assert.match(await text(page, '#stdout'), /^x, y, z = \[ 2\. +3\. -1\.\]\nA @ x == b: True\n1000 samples: mean \d+\.\d, std \d+\.\d\n/);
+
+    await page.selectOption('#examples', 'pandas');
+    await runWith(page, () => page.click('#run'));
+    assert.equal(await text(page, '#badge'), 'OK');
+    assert.match(await text(page, '#stdout'), /^ +orders +units +revenue\nregion +\n+north +3 +25 +90\.0\nsouth +2 +18 +68\.5\neast +2 +13 +50\.0\n/);
+    assert.equal(await page.isVisible('#files-box'), false, 'no figure, no files');
+
+    await page.selectOption('#examples', 'hello');
+    assert.equal(await page.inputValue('#runtime'), info.runtimes.find((r) => r.default).name, 'a plain example: back on the default');
+    await page.close();
   });
 });

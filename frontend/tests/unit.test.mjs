@@ -1,7 +1,8 @@
 // Unit tests for the page's parts that need no browser: args splitting, the
 // share-link encoding, how each API failure is put into words, what the
 // page shows for a run result (the limit notice comes from `limit` only),
-// and files: the path rule, the request, uploads and downloads.
+// files: the path rule, the request, uploads and downloads, and runtimes:
+// the picker, its limits, and runtimes in requests and share links.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +14,11 @@ import {
 import {
   LIMIT_KEYS, checkLimits, formMax, formValue, limitsFromForm, limitsSummary,
 } from '../src/limits.js';
+import { EXAMPLES } from '../src/examples.js';
 import { describeResult } from '../src/result.js';
+import {
+  defaultRuntime, exampleOffered, isRuntimeName, pickerState, runtimeLabel, runtimeLimits,
+} from '../src/runtimes.js';
 import { decodeShare, encodeShare, toBase64Url } from '../src/share.js';
 
 test('args split like a shell', () => {
@@ -357,4 +362,143 @@ test('images by extension, sizes and names for the files list', () => {
   assert.deepEqual([0, 1, 812, 1536, 3 << 20, 1_100_000].map(formatSize), ['0 bytes', '1 byte', '812 bytes', '1.5 KiB', '3 MiB', '1.05 MiB']);
   assert.equal(baseName('plots/2024/out.png'), 'out.png');
   assert.equal(baseName('out.png'), 'out.png');
+});
+
+// ---- runtimes: the picker, its limits, requests and links ---------------------
+
+/** Limits in API units, as GET /runtimes gives them (the page reads only its own six). */
+const limitSet = (memory, timeout) => ({
+  default: { timeout_ms: timeout, fuel: 10_000_000_000, memory_bytes: memory, output_bytes: 65536, files_bytes: 16 << 20, output_files_bytes: 1 << 20 },
+  max: { timeout_ms: 30_000, fuel: 100_000_000_000, memory_bytes: 512 << 20, output_bytes: 1 << 20, files_bytes: 64 << 20, output_files_bytes: 16 << 20 },
+});
+/** A GET /runtimes body with the two runtimes of this server. */
+const RUNTIMES = {
+  runtimes: [
+    { name: 'python', version: '3.14.0', full_version: '3.14.0 (main)', default: true, missing_modules: [], packages: {}, limits: limitSet(128 << 20, 5000) },
+    {
+      name: 'python-scientific', version: '3.15.0', full_version: '3.15.0 (main)', default: false, missing_modules: [],
+      packages: { attrs: '26.1.0', matplotlib: '3.11.2', numpy: '2.5.2', pandas: '3.0.6', 'scikit-learn': '1.9.1', scipy: '1.18.1' },
+      limits: limitSet(256 << 20, 10_000),
+    },
+  ],
+  limits: limitSet(128 << 20, 5000),
+  executor: 'host',
+};
+/** The picker's options as [value, label, unavailable] triples. */
+const options = (view) => view.options.map((o) => [o.value, o.label, o.unavailable]);
+
+test('runtime labels: language and version, then the headline packages', () => {
+  assert.equal(runtimeLabel(RUNTIMES.runtimes[0]), 'Python 3.14.0');
+  assert.equal(runtimeLabel(RUNTIMES.runtimes[1]), 'Python 3.15.0 + numpy, pandas, matplotlib');
+  assert.equal(runtimeLabel({ name: 'python-data', version: '3.15.0', packages: { tqdm: '1', attrs: '2' } }), 'Python 3.15.0 + attrs, tqdm', 'no headline package: the first names');
+  assert.equal(runtimeLabel({ name: 'ruby', version: '3.3.0', packages: {} }), 'Ruby 3.3.0');
+  assert.equal(runtimeLabel({ name: 'python' }), 'Python', 'no version: none shown');
+});
+
+test('the picker: the default is selected unless the program names another', () => {
+  const fresh = pickerState(RUNTIMES, '');
+  assert.deepEqual(options(fresh), [
+    ['python', 'Python 3.14.0', false],
+    ['python-scientific', 'Python 3.15.0 + numpy, pandas, matplotlib', false],
+  ], 'what the server lists, in its order');
+  assert.equal(fresh.selected, 'python');
+  assert.equal(fresh.known, true);
+  assert.equal(fresh.unavailable, false);
+  assert.match(fresh.options[1].title, /^python-scientific: attrs 26\.1\.0, matplotlib 3\.11\.2, .*scipy 1\.18\.1$/, 'the tooltip lists every package');
+  assert.match(fresh.options[0].title, /the server default/);
+
+  assert.equal(pickerState(RUNTIMES, 'python-scientific').selected, 'python-scientific', 'a draft, link or history entry naming it');
+  const flipped = { ...RUNTIMES, runtimes: RUNTIMES.runtimes.map((r) => ({ ...r, default: r.name === 'python-scientific' })) };
+  assert.equal(pickerState(flipped, '').selected, 'python-scientific', 'the one marked default, wherever it is');
+  assert.equal(defaultRuntime({ runtimes: [{ name: 'a' }, { name: 'b' }] }).name, 'a', 'none marked: the first');
+
+  // Two runtimes that would read the same are told apart by name.
+  const twins = { runtimes: [{ name: 'python', version: '3.14.0', default: true }, { name: 'python-debug', version: '3.14.0' }] };
+  assert.deepEqual(options(pickerState(twins)).map(([, label]) => label), ['Python 3.14.0 (python)', 'Python 3.14.0 (python-debug)']);
+});
+
+test('the picker: a runtime the server does not list stays selected, marked unavailable', () => {
+  const view = pickerState(RUNTIMES, 'python-quantum');
+  assert.deepEqual(options(view), [
+    ['python', 'Python 3.14.0', false],
+    ['python-scientific', 'Python 3.15.0 + numpy, pandas, matplotlib', false],
+    ['python-quantum', 'python-quantum (not on this server)', true],
+  ]);
+  assert.equal(view.selected, 'python-quantum', 'not silently switched to the default');
+  assert.equal(view.unavailable, true);
+
+  const none = pickerState({ runtimes: [] }, '');
+  assert.deepEqual(options(none), [['', 'no runtime listed', true]]);
+  assert.equal(none.unavailable, true);
+});
+
+test('the picker before (or without) the server’s list keeps the program’s choice', () => {
+  const waiting = pickerState(null, 'python-scientific');
+  assert.deepEqual(options(waiting), [['python-scientific', 'python-scientific', false]], 'the name alone, not marked unavailable');
+  assert.equal(waiting.selected, 'python-scientific');
+  assert.equal(waiting.known, false);
+  assert.equal(waiting.unavailable, false);
+  const unnamed = pickerState(null, '');
+  assert.deepEqual(options(unnamed), [['', 'server default', false]], "'' is whatever the server defaults to");
+  assert.equal(unnamed.selected, '');
+});
+
+test('limits follow the selected runtime', () => {
+  assert.equal(runtimeLimits(RUNTIMES, 'python').default.memory_bytes, 128 << 20);
+  assert.equal(runtimeLimits(RUNTIMES, 'python-scientific').default.memory_bytes, 256 << 20);
+  assert.equal(runtimeLimits(RUNTIMES, 'python-scientific').default.timeout_ms, 10_000);
+  assert.equal(runtimeLimits(RUNTIMES, '').default.memory_bytes, 128 << 20, "'' is the default runtime");
+  assert.equal(runtimeLimits(RUNTIMES, 'python-quantum'), null, 'not listed: no defaults to show');
+  assert.equal(runtimeLimits(null, 'python'), null, 'the list is not in');
+  // A server that gives only the top-level limits: they are its default runtime's.
+  const old = { runtimes: [{ name: 'python', version: '3.14.0', default: true }, { name: 'other', version: '1' }], limits: limitSet(64 << 20, 3000) };
+  assert.equal(runtimeLimits(old, 'python').default.memory_bytes, 64 << 20);
+  assert.equal(runtimeLimits(old, '').default.timeout_ms, 3000);
+  assert.equal(runtimeLimits(old, 'other'), null);
+  assert.equal(runtimeLimits({ limits: limitSet(1, 2) }, '').default.timeout_ms, 2, 'no list at all: the top-level limits');
+
+  // As the form shows them: placeholders and maxima in the fields' units.
+  assert.equal(formValue('memory_bytes', runtimeLimits(RUNTIMES, 'python').default.memory_bytes), '128');
+  assert.equal(formValue('memory_bytes', runtimeLimits(RUNTIMES, 'python-scientific').default.memory_bytes), '256');
+  assert.equal(formMax('memory_bytes', runtimeLimits(RUNTIMES, 'python-scientific').max.memory_bytes), '512');
+});
+
+test('examples name the runtime they need; one the server lacks is not offered', () => {
+  const scientific = EXAMPLES.filter((e) => e.group === 'scientific');
+  assert.deepEqual(scientific.map((e) => e.id), ['numpy', 'pandas', 'plot']);
+  assert.ok(scientific.every((e) => e.runtime === 'python-scientific'));
+  assert.match(scientific.find((e) => e.id === 'plot').code, /import matplotlib\.pyplot as plt[\s\S]*plt\.show\(\)/);
+  assert.ok(EXAMPLES.filter((e) => e.group !== 'scientific').every((e) => e.runtime === undefined), 'the others run on the default');
+  assert.equal(new Set(EXAMPLES.map((e) => e.id)).size, EXAMPLES.length, 'ids are unique');
+
+  const plot = scientific.find((e) => e.id === 'plot');
+  assert.equal(exampleOffered(plot, RUNTIMES), true);
+  assert.equal(exampleOffered(plot, { runtimes: [RUNTIMES.runtimes[0]] }), false);
+  assert.equal(exampleOffered(plot, null), true, 'while the list is unknown');
+  assert.equal(exampleOffered(EXAMPLES[0], { runtimes: [] }), true, 'no runtime named: always');
+});
+
+test('the request names the runtime only when the program does', () => {
+  assert.deepEqual(buildRequest({ code: 'x', runtime: 'python-scientific' }, {}),
+    { code: 'x', stdin: '', args: [], limits: {}, runtime: 'python-scientific' });
+  assert.equal('runtime' in buildRequest({ code: 'x', runtime: '' }, {}), false, "'' leaves it to the server");
+  assert.equal('runtime' in buildRequest({ code: 'x' }, {}), false);
+});
+
+test('share links round-trip the runtime; links without one open on the default', () => {
+  const state = { code: 'import numpy', stdin: '', args: '', runtime: 'python-scientific', limits: { memory_bytes: 256 << 20 } };
+  const fragment = encodeShare(state);
+  assert.match(fragment, /^code=[\w-]+&runtime=python-scientific&memory_bytes=268435456$/);
+  assert.deepEqual(decodeShare(`#${fragment}`), state);
+  const files = { ...state, files: [{ path: 'a.py', content: '1', encoding: 'utf8' }], stdin: 'in', args: 'x' };
+  assert.deepEqual(decodeShare(`#${encodeShare(files)}`), files, 'with files, stdin and args too');
+  assert.equal(encodeShare({ code: 'x', runtime: '' }), `code=${toBase64Url('x')}`, 'the default: no parameter');
+  assert.equal('runtime' in decodeShare(`#code=${toBase64Url('x')}`), false, 'an older link: the server default');
+  assert.equal(decodeShare(`#code=eA&runtime=python-quantum`).runtime, 'python-quantum', 'a name the server may lack is kept (the picker shows it unavailable)');
+  for (const bad of ['', '%20', '<b>x</b>', 'a b', '-python', 'p'.repeat(65)]) {
+    assert.equal(decodeShare(`#code=eA&runtime=${encodeURIComponent(bad)}`), null, `runtime=${bad}: a damaged link is ignored`);
+  }
+  assert.ok(isRuntimeName('python-scientific'));
+  assert.ok(isRuntimeName('py3.15+np'));
+  assert.ok(!isRuntimeName(undefined));
 });
