@@ -14,6 +14,7 @@
 
 mod bench;
 mod frontend;
+mod image;
 mod paths;
 mod process;
 mod schemathesis;
@@ -49,6 +50,12 @@ enum Cmd {
     },
     /// Run every check: fmt, clippy -D warnings, all tests.
     Test,
+    /// Build the executor and gateway images (buildah, local base, this
+    /// machine's release artifacts).
+    Image,
+    /// Build the images, run them hardened with podman, and send a hello and
+    /// hostile programs through the containerised gateway → executor.
+    ImageTest,
     /// Run the benchmarks and print their figures.
     Bench {
         /// Iterations per measured case.
@@ -75,6 +82,14 @@ fn real_main() -> Result<()> {
         Cmd::Guest => guests(&paths),
         Cmd::Run { args } => run(&paths, &args),
         Cmd::Test => test(&paths),
+        Cmd::Image => {
+            guests(&paths)?;
+            image::build(&paths, "release").map(drop)
+        }
+        Cmd::ImageTest => {
+            guests(&paths)?;
+            image::test(&paths, "release")
+        }
         Cmd::Bench { iterations } => bench::run(&paths, iterations),
     }
 }
@@ -243,5 +258,6 @@ fn test(paths: &Paths) -> Result<()> {
     status(
         &mut tests,
         "cargo test -p gateway --no-default-features (the Kubernetes build)",
-    )
+    )?;
+    image::test(paths, "debug")
 }

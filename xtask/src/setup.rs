@@ -173,7 +173,7 @@ fn stage_guest(paths: &Paths, build: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((app, venv))
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|d| d.join(name))
