@@ -10,7 +10,7 @@
 //! through the host the `python` guest already has: the in-memory
 //! filesystem and its quotas, the coarse clocks, the capped pipes, no
 //! environment, no network. A preview1 host would be a second copy of all
-//! of it to keep equal, for a hello that already costs only ~3× `python`'s
+//! of it to keep equal, for a hello that costs ~1.5× `python`'s
 //! (`docs/benchmarks.md`, "python-scientific"); and wasmtime 48's adapter
 //! reports a full quota as `ENOSPC`/`EFBIG`, where the `python` guest's
 //! older one says `EIO`.
@@ -20,7 +20,8 @@
 //! `/usr/local/lib/python315.zip` (where the interpreter looks for it);
 //! matplotlib's data (fonts, styles) extracted at the path matplotlib
 //! computes from its `__file__`, inside the zip's path; and the runner
-//! ([`RUNNER`], `guest/runbox_run.py`, shared with `python`) at `/usr/local/lib/runbox`.
+//! ([`RUNNER`], `guest/runbox_run.py`, shared with `python`) at
+//! `/usr/local/lib/runbox`, with what [`build_once`] made at load.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,8 +60,6 @@ const LIB_AT: &str = "/usr/local/lib";
 const MPL_DATA_AT: &str = "/usr/local/lib/python315.zip/matplotlib/mpl-data";
 /// Where the runner lives.
 const RUNNER_AT: &str = "/usr/local/lib/runbox";
-/// Where matplotlib's font list built at load lives (see [`font_cache`]).
-const FONT_CACHE_AT: &str = "/usr/local/lib/runbox/matplotlib";
 
 /// The runner every run starts with: runs the entry as `__main__` like
 /// `python3 path args` from `/sandbox`, saves open matplotlib figures as
@@ -87,7 +86,7 @@ print(json.dumps({"version": sys.version, "packages": packages}))
 /// Loads the interpreter and its layer from `args.scientific_dir`.
 pub async fn load_scientific(args: &RuntimeArgs) -> Result<Loaded, SandboxError> {
     let dir = &args.scientific_dir;
-    let layer = Arc::new(layer(args, dir)?);
+    let base = layer(args, dir)?;
     let entry = Entry::Command {
         argv: ARGV.iter().map(|s| (*s).to_owned()).collect(),
         introspect: INTROSPECT,
@@ -95,7 +94,7 @@ pub async fn load_scientific(args: &RuntimeArgs) -> Result<Loaded, SandboxError>
     let mut sandbox = Sandbox::load(
         &dir.join(COMPONENT),
         entry,
-        Some(layer.clone()),
+        Some(Arc::new(with_runner(&base, Vec::new()))),
         &engine_options(args, true),
     )
     .await?;
@@ -104,42 +103,61 @@ pub async fn load_scientific(args: &RuntimeArgs) -> Result<Loaded, SandboxError>
     policy.default.fuel = args.scientific_default_fuel.min(policy.max.fuel);
     policy.default.timeout =
         Duration::from_millis(args.scientific_default_timeout_ms).min(policy.max.timeout);
-    let fonts = font_cache(&sandbox, &policy).await?;
-    let mut with_fonts = (*layer).clone();
-    with_fonts.mount_files(FONT_CACHE_AT, fonts);
-    sandbox.set_layer(Arc::new(with_fonts));
+    let built = build_once(&sandbox, &policy).await?;
+    sandbox.set_layer(Arc::new(with_runner(&base, built)));
     Ok(Loaded::new(NAME, sandbox, policy))
 }
 
-/// matplotlib's font list, built once at load by a run of the sandbox
-/// itself: without it, every run that imports `matplotlib.pyplot` scans
-/// every font of its data again (~0.8 s). The runner points matplotlib at
-/// it (`MPLCONFIGDIR`) when it is mounted; it lists only the fonts of the
-/// read-only layer, the same in every run.
-async fn font_cache(sandbox: &Sandbox, policy: &LimitPolicy) -> Result<Vec<(String, Bytes)>, SandboxError> {
-    const BUILD: &str = "import os, shutil, matplotlib, matplotlib.font_manager\n\
+/// What the runtime builds once at load by a run of the sandbox itself,
+/// for every later run, as files of the runner's directory:
+/// - matplotlib's font list (`matplotlib/fontlist-*.json`): without it,
+///   every run that imports `matplotlib.pyplot` scans every font of its
+///   data again (~0.8 s). The runner points matplotlib at it
+///   (`MPLCONFIGDIR`); it lists only the fonts of the read-only layer.
+/// - the runner's bytecode (`__pycache__/*.pyc`, stamped with the sources'
+///   size and time as the layer shows them): compiling `runbox_run.py`
+///   took 2.6 ms of every run's ~6.
+async fn build_once(sandbox: &Sandbox, policy: &LimitPolicy) -> Result<Vec<(String, Bytes)>, SandboxError> {
+    const BUILD: &str = "import os, shutil, sys, py_compile, matplotlib, matplotlib.font_manager\n\
+        os.makedirs('matplotlib')\n\
         cache = matplotlib.get_cachedir()\n\
         for name in os.listdir(cache):\n    \
             if name.startswith('fontlist-'):\n        \
-                shutil.copy(os.path.join(cache, name), name)\n";
+                shutil.copy(os.path.join(cache, name), 'matplotlib')\n\
+        for name in ('runbox_run', 'runbox_plots'):\n    \
+            py_compile.compile(f'/usr/local/lib/runbox/{name}.py', doraise=True,\n        \
+                cfile=f'__pycache__/{name}.{sys.implementation.cache_tag}.pyc')\n";
     let outcome = sandbox.execute(&Job::code(BUILD, policy.max)).await?;
-    let fonts: Vec<(String, Bytes)> = outcome
+    let built: Vec<(String, Bytes)> = outcome
         .files
         .iter()
         .filter_map(|f| Some((f.path.clone(), Bytes::from(f.bytes()?))))
         .collect();
-    if outcome.status != Status::Ok || fonts.is_empty() {
+    let has = |prefix: &str| built.iter().filter(|(p, _)| p.starts_with(prefix)).count();
+    if outcome.status != Status::Ok || has("matplotlib/fontlist-") != 1 || has("__pycache__/") != 2 {
         return Err(SandboxError::Load(format!(
-            "building matplotlib's font list failed ({:?}): {}",
+            "building matplotlib's font list and the runner's bytecode failed ({:?}, {:?}): {}",
             outcome.status,
+            built.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
             String::from_utf8_lossy(&outcome.stderr).trim()
         )));
     }
-    Ok(fonts)
+    Ok(built)
 }
 
-/// The read-only files of every run: the stdlib zip, matplotlib's data,
-/// the runner, and `EXECUTOR_SHARED_DIR`.
+/// `base` with the runner's directory: its sources and `extra` files.
+fn with_runner(base: &Layer, extra: Vec<(String, Bytes)>) -> Layer {
+    let mut layer = base.clone();
+    let sources = [
+        ("runbox_run.py".to_owned(), Bytes::from_static(RUNNER.as_bytes())),
+        ("runbox_plots.py".to_owned(), Bytes::from_static(PLOTS.as_bytes())),
+    ];
+    layer.mount_files(RUNNER_AT, sources.into_iter().chain(extra));
+    layer
+}
+
+/// The read-only files of every run but the runner's: the stdlib zip,
+/// matplotlib's data, and `EXECUTOR_SHARED_DIR`.
 fn layer(args: &RuntimeArgs, dir: &Path) -> Result<Layer, SandboxError> {
     let read = |name: &str| {
         let path = dir.join(name);
@@ -155,13 +173,6 @@ fn layer(args: &RuntimeArgs, dir: &Path) -> Result<Layer, SandboxError> {
     layer
         .mount_dir(MPL_DATA_AT, &dir.join(MPL_DATA))
         .map_err(|e| SandboxError::Load(format!("cannot read {}: {e}", dir.join(MPL_DATA).display())))?;
-    layer.mount_files(
-        RUNNER_AT,
-        [
-            ("runbox_run.py".to_owned(), Bytes::from_static(RUNNER.as_bytes())),
-            ("runbox_plots.py".to_owned(), Bytes::from_static(PLOTS.as_bytes())),
-        ],
-    );
     mount_shared(args, &mut layer)?;
     Ok(layer)
 }
