@@ -11,14 +11,16 @@ pub mod python;
 pub mod scientific;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use runbox_api::{LimitPolicy, LimitSet, RuntimeInfo};
 
 use crate::config::RuntimeArgs;
-use crate::sandbox::{Job, Outcome, Sandbox, SandboxError};
+use crate::sandbox::fs::Layer;
+use crate::sandbox::{self, EngineOptions, Job, Outcome, PoolOptions, Sandbox, SandboxError};
 
 /// Every runtime this build can load, by name.
 pub const AVAILABLE: &[Definition] = &[python::DEFINITION, scientific::DEFINITION];
@@ -132,6 +134,64 @@ async fn off_the_workers<F: std::future::Future>(run: F) -> F::Output {
         }
         _ => run.await,
     }
+}
+
+/// Where `EXECUTOR_SHARED_DIR` appears to every run of every runtime,
+/// read-only.
+pub const SHARED_AT: &str = "/shared";
+
+/// The engine settings of `args`, for a guest that uses wasm exceptions or
+/// not (the pool is sized by [`pool_options`]).
+pub fn engine_options(args: &RuntimeArgs, exceptions: bool) -> EngineOptions {
+    EngineOptions {
+        cache_dir: args.cache_dir(),
+        epoch_tick: Duration::from_millis(args.epoch_tick_ms),
+        meter_fuel: true,
+        cpu_target: args.cpu_target,
+        tuning: sandbox::Tuning::default(),
+        clock_resolution: Duration::from_micros(args.clock_resolution_us),
+        pool: pool_options(args),
+        exceptions,
+    }
+}
+
+/// Mounts `EXECUTOR_SHARED_DIR`, when set, at [`SHARED_AT`] in `layer`.
+pub fn mount_shared(args: &RuntimeArgs, layer: &mut Layer) -> Result<(), SandboxError> {
+    let Some(dir) = &args.shared_dir else {
+        return Ok(());
+    };
+    let before = layer.files();
+    layer
+        .mount_dir(SHARED_AT, dir)
+        .map_err(|e| SandboxError::Load(format!("cannot read EXECUTOR_SHARED_DIR {}: {e}", dir.display())))?;
+    tracing::info!(dir = %dir.display(), files = layer.files() - before, at = SHARED_AT, "shared layer loaded");
+    Ok(())
+}
+
+/// Compiles `guest` into the AOT cache for `args`' CPU target, with wasm
+/// exceptions when the guest uses them; returns the artifact.
+pub fn precompile_guest(args: &RuntimeArgs, guest: &Path, exceptions: bool) -> Result<PathBuf, SandboxError> {
+    let dir = args
+        .cache_dir()
+        .ok_or_else(|| SandboxError::Load("precompile needs a cache directory (--cache-dir)".to_owned()))?;
+    // The pool is a runtime setting: the artifact is the same without it.
+    let engine = sandbox::engine_for(
+        args.cpu_target,
+        true,
+        sandbox::Tuning::default(),
+        exceptions,
+        None,
+    )?;
+    sandbox::precompile(&engine, args.cpu_target, guest, &dir)
+}
+
+/// The instance pool `args` ask for: one slot per admitted run
+/// (`EXECUTOR_CONCURRENCY`, admission's slot count) plus one for the load's
+/// introspection instance, each memory up to `EXECUTOR_MAX_MEMORY_BYTES`;
+/// `None` with `EXECUTOR_POOLING=false`.
+pub fn pool_options(args: &RuntimeArgs) -> Option<PoolOptions> {
+    args.pooling
+        .then(|| PoolOptions::for_concurrency(args.concurrency(), args.max_memory_bytes))
 }
 
 /// `3.14.0 (main, …) [Clang …]` → `3.14.0`.
@@ -249,5 +309,17 @@ mod tests {
     #[test]
     fn version_is_shortened() {
         assert_eq!(short_version("3.14.0 (main, Oct 1 2025) [Clang 20]"), "3.14.0");
+    }
+
+    #[test]
+    fn the_pool_has_a_slot_per_admitted_run_and_one_more() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| crate::config::Config::try_parse_from(argv).unwrap().runtime;
+        let args = parse(&["executor", "--concurrency=3", "--max-memory-bytes=1048576"]);
+        let pool = pool_options(&args).expect("pooling is on by default");
+        assert_eq!(pool.slots as usize, args.concurrency() + 1);
+        assert_eq!(pool.max_memory_bytes, args.max_memory_bytes);
+        assert_eq!(pool_options(&parse(&["executor", "--pooling=false"])), None);
+        assert_eq!(pool_options(&parse(&["executor", "--pooling=off"])), None);
     }
 }

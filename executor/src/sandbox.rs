@@ -719,21 +719,26 @@ impl Sandbox {
     /// program.
     async fn introspect(&self, image: &Image) -> Result<Introspected, SandboxError> {
         let _slot = self.slot().await?;
-        let mut job = Job::code(
-            match &self.entry {
-                Entry::Snippet => "",
-                Entry::Command { introspect, .. } => introspect,
-            },
-            Limits {
+        // A snippet guest answers through its exports and needs no file; a
+        // command runs its introspection program as the entry.
+        let entry = "introspect.py".to_owned();
+        let files = match &self.entry {
+            Entry::Snippet => Vec::new(),
+            Entry::Command { introspect, .. } => vec![(entry.clone(), introspect.as_bytes().to_vec())],
+        };
+        let job = Job {
+            files,
+            entry,
+            stdin: Vec::new(),
+            args: Vec::new(),
+            limits: Limits {
                 timeout: Duration::from_secs(60),
                 fuel: u64::MAX / 2,
                 memory_bytes: 1 << 30,
                 output_bytes: 1 << 20,
                 files: FileLimits::default(),
             },
-        );
-        job.entry = "introspect.py".to_owned();
-        job.files[0].0 = job.entry.clone();
+        };
         let (out, err) = (CappedOutput::new(1 << 20), CappedOutput::new(1 << 16));
         let mut store = self.new_store(&job, &out, &err)?;
         let inst = |e: wasmtime::Error| SandboxError::Instantiate(format!("{e:#}"));

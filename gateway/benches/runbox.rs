@@ -226,12 +226,7 @@ async fn executor_server() -> (std::net::SocketAddr, executor::Executor) {
 /// The executor's guest loaded in this process, with or without fuel
 /// metering, allocating as the server does.
 async fn load_sandbox(ex: &executor::Executor, meter_fuel: bool) -> executor::sandbox::Sandbox {
-    load_pooled(
-        ex,
-        meter_fuel,
-        executor::runtimes::python::pool_options(ex.args()),
-    )
-    .await
+    load_pooled(ex, meter_fuel, executor::runtimes::pool_options(ex.args())).await
 }
 
 /// The same with `pool` (`None`: on demand).
@@ -661,7 +656,7 @@ async fn levers(ex: &executor::Executor, n: usize) -> Duration {
             },
         ),
     ];
-    let pool = executor::runtimes::python::pool_options(ex.args());
+    let pool = executor::runtimes::pool_options(ex.args());
     let mut sandboxes = Vec::new();
     for (_, tuning) in cases {
         sandboxes.push(load_tuned(ex, true, tuning, pool).await);
@@ -688,7 +683,7 @@ async fn levers(ex: &executor::Executor, n: usize) -> Duration {
 /// resident per slot (`PoolOptions::keep_resident`), for `print('hi')`.
 async fn pooling(ex: &executor::Executor, n: usize) {
     use executor::sandbox::PoolOptions;
-    let base = executor::runtimes::python::pool_options(ex.args())
+    let base = executor::runtimes::pool_options(ex.args())
         .unwrap_or_else(|| PoolOptions::for_concurrency(ex.args().concurrency(), ex.args().max_memory_bytes));
     let keeps: [usize; 5] = [0, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
     let on_demand = load_pooled(ex, true, None).await;
@@ -1056,7 +1051,7 @@ async fn memory(ex: &executor::Executor) {
         ),
     ] {
         for (how, pool) in [
-            ("pooling", executor::runtimes::python::pool_options(args)),
+            ("pooling", executor::runtimes::pool_options(args)),
             ("on demand", None),
         ] {
             let sandbox = load_pooled(ex, true, pool).await;

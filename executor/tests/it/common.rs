@@ -19,7 +19,7 @@ pub async fn sandbox() -> &'static Sandbox {
     SANDBOX
         .get_or_init(|| async {
             let args = server_defaults();
-            load(executor::runtimes::python::pool_options(&args)).await
+            load(executor::runtimes::pool_options(&args)).await
         })
         .await
 }
