@@ -75,16 +75,12 @@ fn ensure_tools() -> Result<()> {
     )
 }
 
-/// The images as built: name and size in bytes.
-pub struct Built {
-    pub images: Vec<(&'static str, u64)>,
-}
-
 /// Builds both images from this checkout's binaries of `profile` and its
 /// guests: `release` for `cargo xtask image`; `cargo xtask test` uses the
 /// `debug` ones it already built (dependencies are optimised in both, and
 /// the AOT artifacts are the same), so CI builds wasmtime no extra time.
-pub fn build(paths: &Paths, profile: &str) -> Result<Built> {
+/// Returns each image's name and size in bytes.
+pub fn build(paths: &Paths, profile: &str) -> Result<Vec<(&'static str, u64)>> {
     ensure_tools()?;
     if !tool(paths, "podman")
         .args(["image", "exists", BASE])
@@ -202,7 +198,7 @@ pub fn build(paths: &Paths, profile: &str) -> Result<Built> {
         images.push((name, size));
     }
     let _ = tool(paths, "podman").args(["image", "prune", "-f"]).output();
-    Ok(Built { images })
+    Ok(images)
 }
 
 fn install(from: &Path, to: &Path, mode: u32) -> Result<()> {
@@ -268,7 +264,7 @@ const HARDENED: [&str; 9] = [
 /// Builds the images (from `profile`'s binaries), runs them hardened, and
 /// checks what comes through.
 pub fn test(paths: &Paths, profile: &str) -> Result<()> {
-    let built = build(paths, profile)?;
+    let images = build(paths, profile)?;
     let tag = std::process::id();
     let mut rig = Rig {
         paths,
@@ -385,7 +381,7 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
     }
     check_hardening(paths, &executor)?;
     eprintln!("xtask: images:");
-    for (name, size) in built.images {
+    for (name, size) in images {
         eprintln!("  {name}: {:.0} MB", size as f64 / 1e6);
     }
     Ok(())
