@@ -72,7 +72,7 @@ pub fn e2e(paths: &Paths) -> Result<()> {
         "debug",
         &[("EXECUTOR_CONCURRENCY", "1"), ("EXECUTOR_QUEUE_DEPTH", "0")],
     )?;
-    let out = paths.target_dir.join("e2e");
+    let out = paths.target_dir.join("playground");
     std::fs::create_dir_all(&out)?;
     status(
         Command::new("npm")

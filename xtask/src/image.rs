@@ -9,7 +9,6 @@
 //! escalation, the executor on an internal network only) and sends a hello
 //! and hostile programs through the containerised gateway → executor.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -285,14 +284,7 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
     let mut run = tool(paths, "podman");
     run.args(["run", "-d", "--name", &executor])
         .args(HARDENED)
-        .args([
-            "--memory",
-            "1664m",
-            "--network",
-            &internal,
-            "--network-alias",
-            "executor",
-        ])
+        .args(["--memory", "1664m", "--network", &internal])
         .args([
             "-e",
             "EXECUTOR_RUNTIMES=python,python-scientific",
@@ -303,16 +295,17 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
         .arg(EXECUTOR_IMAGE);
     output(&mut run, "starting the executor container")?;
     rig.containers.push(executor.clone());
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // By address: podman's CNI backend resolves container names only with
+    // the dnsname plugin, which Debian installs only as a recommendation.
+    let ip = address(paths, &executor, &internal)?;
     let gateway = format!("runbox-gateway-{tag}");
     let mut run = tool(paths, "podman");
     run.args(["run", "-d", "--name", &gateway])
         .args(HARDENED)
         .args(["--memory", "512m", "--network", &edge, "--network", &internal])
-        .args(["-p", &format!("127.0.0.1:{port}:8080")])
         .args([
             "-e",
-            "GATEWAY_EXECUTORS=http://executor:8080",
+            &format!("GATEWAY_EXECUTORS=http://{ip}:8080"),
             "-e",
             "GATEWAY_RATE_LIMIT_RPS=0",
         ])
@@ -320,7 +313,10 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
     output(&mut run, "starting the gateway container")?;
     rig.containers.push(gateway.clone());
 
-    let addr = format!("127.0.0.1:{port}");
+    // The gateway at its address on the edge network, as a load balancer in
+    // front of it would reach it: no published port, whose forwarding
+    // podman's CNI backend sets up on both of the gateway's networks.
+    let addr = format!("{}:8080", address(paths, &gateway, &edge)?);
     eprintln!("xtask: waiting (≤ 60 s) for the containerised gateway and executor on {addr}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -335,14 +331,18 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            let logs = tool(paths, "podman")
-                .args(["logs", "--tail", "20", &executor])
-                .output()?;
-            bail!(
-                "no hello through the containers within 60 s; executor log:\n{}{}",
-                String::from_utf8_lossy(&logs.stdout),
-                String::from_utf8_lossy(&logs.stderr)
-            );
+            let mut logs = String::new();
+            for container in [&executor, &gateway] {
+                let log = tool(paths, "podman")
+                    .args(["logs", "--tail", "20", container])
+                    .output()?;
+                logs.push_str(&format!(
+                    "{container}:\n{}{}",
+                    String::from_utf8_lossy(&log.stdout),
+                    String::from_utf8_lossy(&log.stderr)
+                ));
+            }
+            bail!("no hello through the containers within 60 s; logs:\n{logs}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -385,6 +385,24 @@ pub fn test(paths: &Paths, profile: &str) -> Result<()> {
         eprintln!("  {name}: {:.0} MB", size as f64 / 1e6);
     }
     Ok(())
+}
+
+/// `container`'s IPv4 address on `network`.
+fn address(paths: &Paths, container: &str, network: &str) -> Result<String> {
+    let out = output(
+        tool(paths, "podman").args([
+            "inspect",
+            "--format",
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+            container,
+        ]),
+        "reading a container's address",
+    )?;
+    let ip = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if ip.parse::<std::net::Ipv4Addr>().is_err() {
+        bail!("{container} has no address on {network}: {ip:?}");
+    }
+    Ok(ip)
 }
 
 /// The executor's process as the kernel sees it: uid 65532, no

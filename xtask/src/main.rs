@@ -8,13 +8,17 @@
 //! - `test`: setup + guest + fmt + clippy + every test, including the
 //!   playground in Chromium and schemathesis against the gateway's OpenAPI
 //!   document.
+//! - `e2e`: the deploy path on a real control plane on 127.0.0.1 (also the
+//!   last step of `test`).
 //! - `bench`: the benchmarks behind `docs/benchmarks.md`.
 
 #![forbid(unsafe_code)]
 
 mod bench;
+mod e2e;
 mod frontend;
 mod image;
+mod loopback;
 mod paths;
 mod process;
 mod schemathesis;
@@ -55,7 +59,21 @@ enum Cmd {
     Image,
     /// Build the images, run them hardened with podman, and send a hello and
     /// hostile programs through the containerised gateway → executor.
-    ImageTest,
+    ImageTest {
+        /// Use the debug binaries (those `cargo xtask test` builds).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// The deploy path end to end on a Kubernetes control plane on
+    /// 127.0.0.1 (built from the Go module proxy, cached): the e2e overlay
+    /// applied, pods run by the node agent from the images, the HPA on the
+    /// custom metric, scale, pod deletion and rollout restart under load.
+    E2e {
+        /// Use the debug binaries (those `cargo xtask test` builds) instead
+        /// of release ones.
+        #[arg(long)]
+        debug: bool,
+    },
     /// Run the benchmarks and print their figures.
     Bench {
         /// Iterations per measured case.
@@ -86,9 +104,16 @@ fn real_main() -> Result<()> {
             guests(&paths)?;
             image::build(&paths, "release").map(drop)
         }
-        Cmd::ImageTest => {
+        Cmd::ImageTest { debug } => {
             guests(&paths)?;
-            image::test(&paths, "release")
+            image::test(&paths, if debug { "debug" } else { "release" })
+        }
+        Cmd::E2e { debug } => {
+            let profile = if debug { "debug" } else { "release" };
+            setup::tools(&paths)?;
+            guests(&paths)?;
+            image::build(&paths, profile)?;
+            e2e::run(&paths, profile)
         }
         Cmd::Bench { iterations } => bench::run(&paths, iterations),
     }
@@ -104,9 +129,15 @@ pub(crate) fn cargo(paths: &Paths) -> Command {
 /// Runs `cmd`, failing with its description if it does not succeed.
 pub(crate) fn status(cmd: &mut Command, what: &str) -> Result<()> {
     eprintln!("xtask: {what}");
+    let started = std::time::Instant::now();
     let status = cmd.status().with_context(|| format!("starting: {what}"))?;
     if !status.success() {
         bail!("{what}: {status}");
+    }
+    // Where a run's time goes (CI's budget is an hour, cold).
+    let took = started.elapsed().as_secs();
+    if took >= 10 {
+        eprintln!("xtask:   {what}: {took} s");
     }
     Ok(())
 }
@@ -213,6 +244,9 @@ fn gateway_links_no_wasmtime(paths: &Paths) -> Result<()> {
 }
 
 fn test(paths: &Paths) -> Result<()> {
+    // The end-to-end test's Go build (~7–10 min cold, nothing when cached)
+    // overlaps everything before it.
+    let control_plane = loopback::build_in_background(paths);
     setup::tools(paths)?;
     guests(paths)?;
     frontend::build(paths)?;
@@ -259,5 +293,9 @@ fn test(paths: &Paths) -> Result<()> {
         &mut tests,
         "cargo test -p gateway --no-default-features (the Kubernetes build)",
     )?;
-    image::test(paths, "debug")
+    image::test(paths, "debug")?;
+    control_plane
+        .join()
+        .map_err(|_| anyhow::anyhow!("the control plane's build panicked"))??;
+    e2e::run(paths, "debug")
 }

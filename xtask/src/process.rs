@@ -3,7 +3,7 @@
 //! it is handed out, killed on every path out.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,8 @@ use crate::runtime_env;
 
 /// Longest a gateway may take to answer `/readyz` with 200.
 const READY_DEADLINE: Duration = Duration::from_secs(120);
+/// The longest one connect may take (see [`exchange`]).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A gateway process; killed (and reaped) on drop.
 #[derive(Debug)]
@@ -96,7 +98,38 @@ pub(crate) fn http(
     body: &str,
     timeout: Duration,
 ) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
+    exchange(addr, method, path, body, timeout).map(|r| (r.status, r.body))
+}
+
+/// A reply of [`exchange`].
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: u16,
+    /// The header block, as sent.
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first header `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// [`http`] with the reply's headers.
+pub(crate) fn exchange(addr: &str, method: &str, path: &str, body: &str, timeout: Duration) -> Result<Reply> {
+    // A bounded connect: a SYN sent while a container's port forwarding is
+    // still being set up can go unanswered, and the kernel's retries would
+    // hold one attempt for minutes; the caller's next attempt starts fresh.
+    let to = addr
+        .to_socket_addrs()?
+        .next()
+        .with_context(|| format!("no address for {addr}"))?;
+    let mut stream = TcpStream::connect_timeout(&to, timeout.min(CONNECT_TIMEOUT))?;
     stream.set_read_timeout(Some(timeout))?;
     write!(
         stream,
@@ -106,11 +139,15 @@ pub(crate) fn http(
     )?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
-    let code = reply
+    let status = reply
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .context("an HTTP status line")?;
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Ok((code, body))
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    Ok(Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
 }
