@@ -2,7 +2,7 @@
 # Both images built entirely from source, every stage of their Dockerfiles
 # (the playground with npm, the binaries with cargo, the guests with
 # `cargo xtask guest`, the AOT artifacts), with buildah and no registry:
-#   k8s/images/from-source.sh            (~25 min cold on 2 cores)
+#   k8s/images/from-source.sh            (~15 min cold on 2 cores)
 #   k8s/images/from-source.sh builders   (only the builder images)
 # The Dockerfiles' builder images (rust:1.95-slim-bookworm,
 # node:20-bookworm-slim) are made locally under the same names: a Debian
