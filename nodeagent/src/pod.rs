@@ -75,14 +75,20 @@ struct Reported {
     message: Option<(String, String)>,
 }
 
-/// Runs the pod of the first update until it is deleted and cleaned up.
-/// The pod as last seen, when a change on its channel means it is going:
-/// deleted (or the channel closed, the agent shutting down).
-fn deletion(open: bool, updates: &watch::Receiver<Update>) -> Option<Update> {
-    let update = updates.borrow();
-    (!open || update.terminating()).then(|| update.clone())
+/// Waits for a change on the pod's channel that means it is going
+/// (deleted, or the channel closed: the agent shutting down) and returns
+/// the pod as last seen. Cancel-safe, like `changed()`.
+async fn deleted(updates: &mut watch::Receiver<Update>) -> Update {
+    loop {
+        let open = updates.changed().await.is_ok();
+        let update = updates.borrow_and_update();
+        if !open || update.terminating() {
+            return update.clone();
+        }
+    }
 }
 
+/// Runs the pod of the first update until it is deleted and cleaned up.
 pub async fn run(node: Arc<Node>, mut updates: watch::Receiver<Update>) {
     let pod = updates.borrow().pod.clone();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -262,7 +268,8 @@ impl Life {
             self.set_ready(true).await;
         }
         let mut backoff = Duration::from_secs(10);
-        loop {
+        // Left only by the pod's deletion, running or backing off.
+        let update = 'restarts: loop {
             // Each start of the container begins from the initial results.
             let mut readiness = readiness_timing.map(|t| Prober::new(t, false));
             let mut liveness = liveness_timing.map(|t| Prober::new(t, true));
@@ -271,13 +278,7 @@ impl Life {
             tokio::pin!(exited);
             let code = loop {
                 tokio::select! {
-                    changed = updates.changed() => {
-                        if let Some(update) = deletion(changed.is_ok(), updates) {
-                            drop(guards);
-                            self.terminate(pod, &update, id).await;
-                            return;
-                        }
-                    }
+                    update = deleted(updates) => break 'restarts update,
                     Some((kind, ok)) = results.recv() => match kind {
                         Kind::Readiness => {
                             if let Some(ready) = readiness.as_mut().and_then(|p| p.observe(ok)) {
@@ -318,13 +319,7 @@ impl Life {
             tokio::pin!(wake);
             loop {
                 tokio::select! {
-                    changed = updates.changed() => {
-                        if let Some(update) = deletion(changed.is_ok(), updates) {
-                            drop(guards);
-                            self.terminate(pod, &update, id).await;
-                            return;
-                        }
-                    }
+                    update = deleted(updates) => break 'restarts update,
                     _ = results.recv() => {}
                     () = &mut wake => break,
                 }
@@ -341,7 +336,9 @@ impl Life {
             self.node
                 .file_sd
                 .set(&self.uid, file_sd::Target::of(pod, &self.reported.ip));
-        }
+        };
+        drop(guards);
+        self.terminate(pod, &update, id).await;
     }
 
     /// preStop, SIGTERM, SIGKILL at the end of the grace period, removal.

@@ -163,12 +163,24 @@ pub fn run(paths: &Paths, profile: &str) -> Result<()> {
     Ok(())
 }
 
+/// The node agent and the load generator. In debug, as the whole
+/// workspace's binaries: `cargo xtask test` has built exactly those, so
+/// this is a no-op there (the two packages alone unify features apart
+/// and would rebuild them and their dependencies, ~70 s cold). In release
+/// only the two: the workspace would add a second release wasmtime.
 fn build_args(profile: &str) -> Vec<&str> {
-    let mut args = vec!["build", "--package", "runbox-node", "--package", "loadtest"];
     if profile == "release" {
-        args.push("--release");
+        vec![
+            "build",
+            "--release",
+            "--package",
+            "runbox-node",
+            "--package",
+            "loadtest",
+        ]
+    } else {
+        vec!["build", "--workspace", "--bins"]
     }
-    args
 }
 
 /// Containers the node agent left behind if it was killed (it removes its

@@ -1,17 +1,15 @@
 //! The playground: building its bundle (embedded by the gateway) and running
 //! its end-to-end tests in headless Chromium against real gateways.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::paths::Paths;
 use crate::process::start_gateway;
 use crate::status;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn dir(paths: &Paths) -> PathBuf {
     paths.root.join("frontend")
@@ -44,28 +42,10 @@ pub fn build(paths: &Paths) -> Result<()> {
     )
 }
 
-/// Debian's Chromium, installed when missing (root, apt-get).
-fn ensure_chromium() -> Result<()> {
-    if Path::new(CHROMIUM).is_file() {
-        return Ok(());
-    }
-    status(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        "installing Debian's chromium for the browser tests",
-    )?;
-    if !Path::new(CHROMIUM).is_file() {
-        bail!("{CHROMIUM} is still missing after apt-get install chromium");
-    }
-    Ok(())
-}
-
 /// Runs the playground's browser tests against two embedded gateways: a
 /// normal one, and one with a single execution slot and no queue (for 429).
 pub fn e2e(paths: &Paths) -> Result<()> {
-    ensure_chromium()?;
+    crate::setup::ensure_debian(&[("chromium", "chromium")], "for the browser tests")?;
     let main = start_gateway(paths, "debug", &[])?;
     let busy = start_gateway(
         paths,

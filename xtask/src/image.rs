@@ -55,32 +55,13 @@ fn output(cmd: &mut Command, what: &str) -> Result<Output> {
     Ok(out)
 }
 
-fn ensure_tools() -> Result<()> {
-    let missing: Vec<&str> = TOOLS
-        .iter()
-        .filter(|(bin, _)| crate::setup::which(bin).is_none() && !Path::new("/usr/sbin").join(bin).is_file())
-        .map(|(_, package)| *package)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    status(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        &format!("installing Debian's {}", missing.join(", ")),
-    )
-}
-
 /// Builds both images from this checkout's binaries of `profile` and its
 /// guests: `release` for `cargo xtask image`; `cargo xtask test` uses the
 /// `debug` ones it already built (dependencies are optimised in both, and
 /// the AOT artifacts are the same), so CI builds wasmtime no extra time.
 /// Returns each image's name and size in bytes.
 pub fn build(paths: &Paths, profile: &str) -> Result<Vec<(&'static str, u64)>> {
-    ensure_tools()?;
+    crate::setup::ensure_debian(&TOOLS, "to build and run images")?;
     if !tool(paths, "podman")
         .args(["image", "exists", BASE])
         .status()?

@@ -128,8 +128,10 @@ impl Bins {
 /// Builds (or finds cached) every binary of [`MODULES`], and makes sure
 /// Debian's Prometheus is installed.
 pub fn build(paths: &Paths) -> Result<Bins> {
-    ensure_debian("prometheus", PROMETHEUS_PACKAGE)?;
-    ensure_debian("openssl", "openssl")?;
+    crate::setup::ensure_debian(
+        &[("prometheus", PROMETHEUS_PACKAGE), ("openssl", "openssl")],
+        "for the control plane on loopback",
+    )?;
     go_binaries(paths, None)
 }
 
@@ -226,20 +228,6 @@ fn go_binaries(paths: &Paths, log: Option<&Path>) -> Result<Bins> {
         started.elapsed().as_secs_f64()
     );
     Ok(bins)
-}
-
-/// Installs a pinned Debian package when `binary` is not on the PATH.
-fn ensure_debian(binary: &str, package: &str) -> Result<()> {
-    if crate::setup::which(binary).is_some() {
-        return Ok(());
-    }
-    status(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", package])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        &format!("installing Debian's {package}"),
-    )
 }
 
 /// Free bytes on the filesystem of `dir` (`df`), if it can say.

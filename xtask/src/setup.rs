@@ -173,6 +173,34 @@ fn stage_guest(paths: &Paths, build: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((app, venv))
 }
 
+/// Installs with `apt-get` the Debian packages of `needs` (`(binary,
+/// package spec)` pairs, a spec may pin `name=version`) whose binary is
+/// neither on the PATH nor in `/usr/sbin`, in one transaction, and checks
+/// that each binary is there afterwards. `why` says what they are for.
+pub(crate) fn ensure_debian(needs: &[(&str, &str)], why: &str) -> Result<()> {
+    let present = |bin: &str| which(bin).is_some() || Path::new("/usr/sbin").join(bin).is_file();
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(bin, _)| !present(bin))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    status(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &format!("installing Debian's {} {why}", missing.join(", ")),
+    )?;
+    if let Some((bin, package)) = needs.iter().find(|(bin, _)| !present(bin)) {
+        bail!("{bin} is still missing after apt-get install {package}");
+    }
+    Ok(())
+}
+
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
