@@ -24,6 +24,7 @@ mod process;
 mod schemathesis;
 mod scientific;
 mod setup;
+mod write_errors;
 
 use std::process::{Command, ExitCode};
 

@@ -81,6 +81,8 @@ fn guest_inputs_digest(paths: &Paths) -> Result<String> {
     files.sort();
     let mut h = Sha256::new();
     h.update(GUEST_RECIPE.as_bytes());
+    // The pass applied after componentize-py is part of the recipe.
+    h.update(include_bytes!("write_errors.rs"));
     for f in files {
         h.update(f.strip_prefix(&dir).unwrap_or(&f).to_string_lossy().as_bytes());
         h.update(std::fs::read(&f)?);
@@ -149,6 +151,9 @@ pub fn guest(paths: &Paths) -> Result<PathBuf> {
         .arg("--output")
         .arg(&tmp);
     status(&mut cmd, "building the Python guest component")?;
+    let component = std::fs::read(&tmp).context("reading the guest component")?;
+    let patched = crate::write_errors::patch(&component).context("giving the guest's writes exact errnos")?;
+    std::fs::write(&tmp, patched).context("writing the guest component")?;
     std::fs::rename(&tmp, out).context("moving the guest into place")?;
     std::fs::write(&stamp, &digest).context("writing the guest stamp")?;
     Ok(out.clone())

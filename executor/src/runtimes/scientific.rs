@@ -12,8 +12,8 @@
 //! environment, no network. A preview1 host would be a second copy of all
 //! of it to keep equal, for a hello that costs ~1.5× `python`'s
 //! (`docs/benchmarks.md`, "python-scientific"); and wasmtime 48's adapter
-//! reports a full quota as `ENOSPC`/`EFBIG`, where the `python` guest's
-//! older one says `EIO`.
+//! reports a full quota as `ENOSPC`/`EFBIG` by itself (the `python`
+//! guest's libc needs `xtask/src/write_errors.rs` for that).
 //!
 //! What each run sees, read-only from one shared [`Layer`]: the standard
 //! library and the pure-Python packages as the zip at

@@ -300,3 +300,34 @@ fn the_shared_layer_is_read_in_place_and_never_written() {
     // The layer costs the run nothing.
     assert_eq!(t.usage(), (0, 0, 0));
 }
+
+/// A stream write fails only where `room` says there is none; the `python`
+/// guest then asks a one-byte positioned write at the same place for the
+/// errno (`xtask/src/write_errors.rs`). The two must agree everywhere:
+/// same refusal and same code, or both taking the byte.
+#[test]
+fn room_and_a_one_byte_write_agree_on_every_refusal() {
+    for (total, file) in [(1000, 600), (600, 1000), (700, 700)] {
+        for size in [0, 1, 300, 598, 599, 600] {
+            for at in [0, 1, 299, 300, 597, 598, 599, 600, 601, 699, 700, 10_000] {
+                let fs = fs_with(|l| {
+                    l.bytes = total;
+                    l.file_bytes = file;
+                });
+                let wd = fs.workdir();
+                let mut t = fs.lock();
+                let f = t.open(wd, "f", create()).unwrap();
+                if size > 0 && t.set_size(f.ino, size).is_err() {
+                    continue;
+                }
+                let room = t.room(f.ino, Some(at));
+                let write = t.write(f.ino, Some(at), b"x");
+                let case = format!("total {total}, file cap {file}, size {size}, at {at}");
+                match room {
+                    Ok(n) => assert!(n > 0 && write == Ok(1), "{case}: {room:?} vs {write:?}"),
+                    Err(code) => assert_eq!(write, Err(code), "{case}"),
+                }
+            }
+        }
+    }
+}

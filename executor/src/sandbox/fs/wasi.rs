@@ -564,11 +564,13 @@ impl OutputStream for FileStream {
 
     /// What fits at the stream's position under the quotas: a write
     /// larger than the room left is cut to it (a short write, as on a disk
-    /// filling up), and a write with no room left fails. The guest's
-    /// preview1 adapter (componentize-py 0.25.1 bundles wasmtime 17's)
-    /// reports every stream failure as `EIO` without asking
-    /// `filesystem-error-code`; calls on descriptors (create, truncate,
-    /// mkdir) carry the exact code.
+    /// filling up), and a write with no room left fails with the quota's
+    /// code. The `python` guest's libc reports every stream failure as
+    /// `EIO` without asking `filesystem-error-code`; its `write` then asks
+    /// a positioned write, which carries the code
+    /// (`xtask/src/write_errors.rs`). The refusal here and in
+    /// [`Tree::write`](crate::sandbox::fs::Tree::write) of one byte at the
+    /// same position must agree: both come from the same quotas.
     fn check_write(&mut self) -> StreamResult<usize> {
         let room = self
             .fs
