@@ -21,7 +21,8 @@ pub const POD_UID_LABEL: &str = "io.runbox.pod-uid";
 /// The label naming the node agent that started the container.
 pub const NODE_LABEL: &str = "io.runbox.node";
 
-/// Longest a podman call other than `wait` may take.
+/// Longest a podman call other than `wait` may take (`stop`: on top of
+/// the grace period).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The arguments of `podman run` for `container` of `pod` at `ip`.
@@ -138,14 +139,23 @@ pub struct Podman {
 
 impl Podman {
     async fn call(&self, args: &[&str]) -> Result<String> {
+        self.call_within(args, CALL_TIMEOUT).await
+    }
+
+    /// Output of `podman <args>` within `limit` (killed past it).
+    async fn output(&self, args: &[&str], limit: Duration) -> Result<std::process::Output> {
         let run = tokio::process::Command::new(&self.bin)
             .args(args)
             .kill_on_drop(true)
             .output();
-        let out = tokio::time::timeout(CALL_TIMEOUT, run)
+        tokio::time::timeout(limit, run)
             .await
-            .with_context(|| format!("podman {} took over {CALL_TIMEOUT:?}", args.join(" ")))?
-            .with_context(|| format!("running {}", self.bin.display()))?;
+            .with_context(|| format!("podman {} took over {limit:?}", args.join(" ")))?
+            .with_context(|| format!("running {}", self.bin.display()))
+    }
+
+    async fn call_within(&self, args: &[&str], limit: Duration) -> Result<String> {
+        let out = self.output(args, limit).await?;
         if !out.status.success() {
             bail!(
                 "podman {} failed ({}): {}",
@@ -171,7 +181,10 @@ impl Podman {
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
         let secs = grace.as_secs_f64().ceil().to_string();
-        self.call(&["stop", "--time", &secs, id]).await.map(drop)
+        // The grace period is podman's to wait; the bound comes on top.
+        self.call_within(&["stop", "--time", &secs, id], grace + CALL_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     /// Removes a container, killing it if it still runs.
@@ -197,11 +210,7 @@ impl Podman {
 
     /// The container's output so far (stdout and stderr).
     pub async fn logs(&self, id: &str) -> Result<Vec<u8>> {
-        let out = tokio::process::Command::new(&self.bin)
-            .args(["logs", id])
-            .kill_on_drop(true)
-            .output()
-            .await?;
+        let out = self.output(&["logs", id], CALL_TIMEOUT).await?;
         let mut all = out.stdout;
         all.extend_from_slice(&out.stderr);
         Ok(all)
