@@ -31,9 +31,10 @@
 use std::ops::Range;
 
 use anyhow::{Context, Result, bail, ensure};
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{
-    CodeSection, ComponentSectionId, Encode, ExportKind, ExportSection, Function, FunctionSection,
-    Instruction, MemArg, Module, RawSection, ValType,
+    CodeSection, ComponentSectionId, Encode, ExportSection, Function, FunctionSection, Instruction, MemArg,
+    Module, RawSection, ValType,
 };
 use wasmparser::{ExternalKind, FuncType, Parser, Payload, TypeRef};
 
@@ -145,14 +146,11 @@ fn patch_module(module: &[u8]) -> Result<Vec<u8>> {
                 let mut exports = ExportSection::new();
                 for export in reader.clone() {
                     let export = export?;
-                    let (kind, index) = match export.kind {
-                        ExternalKind::Func if export.name == "write" => (ExportKind::Func, libc.functions),
-                        ExternalKind::Func => (ExportKind::Func, export.index),
-                        ExternalKind::FuncExact => bail!("libc exports an exact function type"),
-                        ExternalKind::Table => (ExportKind::Table, export.index),
-                        ExternalKind::Memory => (ExportKind::Memory, export.index),
-                        ExternalKind::Global => (ExportKind::Global, export.index),
-                        ExternalKind::Tag => (ExportKind::Tag, export.index),
+                    let kind = RoundtripReencoder.export_kind(export.kind)?;
+                    let index = if export.kind == ExternalKind::Func && export.name == "write" {
+                        libc.functions
+                    } else {
+                        export.index
                     };
                     exports.export(export.name, kind, index);
                 }
@@ -322,8 +320,8 @@ fn survey(module: &[u8]) -> Result<Libc> {
             _ => {}
         }
     }
-    use ValType as V;
-    let mut find = |name: &str, params: &[V], results: &[V]| -> Result<(u32, u32)> {
+    use wasmparser::ValType as V;
+    let find = |name: &str, params: &[V], results: &[V]| -> Result<(u32, u32)> {
         let index = *exports
             .get(name)
             .with_context(|| format!("libc exports no `{name}`"))?;
@@ -331,19 +329,9 @@ fn survey(module: &[u8]) -> Result<Libc> {
             .get(index as usize)
             .with_context(|| format!("`{name}` has no type"))?;
         let actual = types.get(ty as usize).context("a function type")?;
-        let same = |got: &[wasmparser::ValType], want: &[V]| {
-            got.len() == want.len()
-                && got.iter().zip(want).all(|(g, w)| {
-                    matches!(
-                        (g, w),
-                        (wasmparser::ValType::I32, V::I32) | (wasmparser::ValType::I64, V::I64)
-                    )
-                })
-        };
-        if !same(actual.params(), params) || !same(actual.results(), results) {
+        if actual.params() != params || actual.results() != results {
             bail!("libc's `{name}` has the type {actual}, not the one wasm32 wasi-libc gives it");
         }
-        exports.remove(name);
         Ok((index, ty))
     };
     let (write, write_type) = find("write", &[V::I32, V::I32, V::I32], &[V::I32])?;
@@ -363,7 +351,7 @@ fn survey(module: &[u8]) -> Result<Libc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasm_encoder::{EntityType, ImportSection, TypeSection};
+    use wasm_encoder::{EntityType, ExportKind, ImportSection, TypeSection};
 
     /// A module shaped like the libc: imports (a function, so indices are
     /// offset, and the memory),
